@@ -1,0 +1,179 @@
+// Package transport defines what the bus needs from a storage and delivery
+// back end: durable publish with positions, live frames, backlog reads by
+// position and time, topic listing and consumer checkpoints.
+//
+// A Transport is the back end; the bus and the follower (package replay) sit
+// on top of it. Implementations live in sub-packages (memtransport,
+// redistransport) and every one of them must pass transporttest.Run.
+// Optional abilities are discovered with type assertions, never added here.
+package transport
+
+import (
+	"context"
+	"time"
+)
+
+// Transport stores events in a per-topic backlog and delivers them live.
+//
+// Every method is safe for concurrent use. Methods that wait take a ctx and
+// return its error when it ends first. After Close every method returns an
+// error wrapping ErrClosed.
+type Transport interface {
+	// Publish appends one encoded event to the backlog of msg.Topic and sends
+	// it to live subscribers, atomically: an event that is in the backlog has
+	// been sent live, and the other way round. It returns the event's
+	// position once the event is durable (as durable as the back end is).
+	Publish(ctx context.Context, msg Message) (Position, error)
+
+	// PublishBatch publishes many events, in order per topic, and returns
+	// their positions in the order of msgs. When some events could not be
+	// written, the error is a *BatchError that lists them; the positions of
+	// the others are still filled in.
+	PublishBatch(ctx context.Context, msgs []Message) ([]Position, error)
+
+	// Subscribe starts live delivery of the named topics. It returns only
+	// once the back end has confirmed the subscription, so every event
+	// published after it returns is either delivered or signalled as missing
+	// (a gap in seq, or a Dropped/Reconnected/Stalled signal).
+	Subscribe(ctx context.Context, topics ...string) (Subscription, error)
+
+	// SubscribePattern is Subscribe for glob patterns over topic names
+	// (`*` any run of characters, `?` one character, `[abc]` a class).
+	SubscribePattern(ctx context.Context, patterns ...string) (Subscription, error)
+
+	// Range returns up to limit events of topic that follow after, in order.
+	//
+	// When after.Epoch is empty or differs from the topic's current epoch,
+	// the read starts at the oldest event held in the current epoch; the
+	// caller sees the change in Page.Epoch. A page with fewer than limit
+	// events is the end of the backlog at the time of the read. Events
+	// trimmed by retention are simply absent: the caller finds the hole by
+	// comparing Page.Events[0].Position.Seq with after.Seq.
+	// A topic that has never been published to gives an empty Page and
+	// ErrUnknownTopic.
+	Range(ctx context.Context, topic string, after Position, limit int) (Page, error)
+
+	// Seek returns the position just before the first event of topic whose
+	// publish time is at or after t, so that Range(ctx, topic, pos, n) starts
+	// with that event. When no event is that recent, it returns Head.
+	Seek(ctx context.Context, topic string, t time.Time) (Position, error)
+
+	// Head returns the position of the last event published to topic
+	// (Position.ID may be empty). It returns ErrUnknownTopic for a topic
+	// that has never been published to or whose log was deleted.
+	Head(ctx context.Context, topic string) (Position, error)
+
+	// Topics lists the known topics whose names match the glob pattern
+	// ("" or "*" for all), sorted by name.
+	Topics(ctx context.Context, pattern string) ([]string, error)
+
+	// SaveCheckpoints stores the positions of the named durable consumer,
+	// one per topic, replacing earlier ones for those topics.
+	SaveCheckpoints(ctx context.Context, consumer string, cps map[string]Position) error
+
+	// LoadCheckpoints returns the saved positions of the named consumer by
+	// topic; an empty map when it has none.
+	LoadCheckpoints(ctx context.Context, consumer string) (map[string]Position, error)
+
+	// Close releases the transport's own resources and ends its
+	// subscriptions. It never closes a client the caller passed in.
+	Close() error
+}
+
+// Message is one event to publish.
+type Message struct {
+	// Topic is the destination; see ValidateTopic.
+	Topic string
+	// ID is the event's unique id (the envelope id), used by idempotent
+	// publishing to recognise a re-publish.
+	ID string
+	// Data is the encoded envelope. The transport does not modify it and
+	// does not keep it after Publish returns, except as stored bytes.
+	Data []byte
+}
+
+// Delivery is one event read from a topic, live or from the backlog.
+type Delivery struct {
+	Topic    string
+	Position Position
+	// Data is the encoded envelope. It belongs to the receiver.
+	Data []byte
+}
+
+// Page is the result of Range.
+type Page struct {
+	// Epoch is the topic's current epoch at the time of the read.
+	Epoch string
+	// Events are in backlog order with contiguous or increasing seq.
+	Events []Delivery
+}
+
+// Subscription is a live subscription to topics or patterns.
+//
+// Its events channel is closed when the subscription ends, by Close, by the
+// ctx given to Subscribe, or by the transport closing; Err then says why.
+type Subscription interface {
+	// Events returns the channel of frames and signals. It is buffered and
+	// bounded: when the receiver falls behind, frames are dropped and a
+	// Dropped signal names them, the reader never blocks.
+	Events() <-chan Event
+	// Close ends the subscription and waits for its goroutines. It is safe
+	// to call more than once and from any goroutine.
+	Close() error
+	// Err returns why the events channel was closed: nil after Close,
+	// ErrClosed when the transport closed, or the ctx's error.
+	Err() error
+}
+
+// EventKind says what an Event carries.
+type EventKind uint8
+
+const (
+	// Frame is a live event: Event.Delivery is set.
+	Frame EventKind = iota + 1
+	// Dropped says that frames of Event.Topic with seq From..To
+	// (inclusive, within Event.Epoch) were not delivered because the
+	// receiver was too slow. From and To are zero when unknown.
+	Dropped
+	// Reconnected says that the connection was re-established: anything
+	// published meanwhile may be missing, so the receiver must check the
+	// backlog. Event.Topic is empty (all topics).
+	Reconnected
+	// Stalled says that the connection stopped answering and is being
+	// rebuilt. Reconnected follows once it is.
+	Stalled
+	// Malformed says that a frame that could not be parsed was skipped;
+	// Event.Err says why and Event.Topic names its topic when known.
+	Malformed
+)
+
+// String returns the kind's name.
+func (k EventKind) String() string {
+	switch k {
+	case Frame:
+		return "frame"
+	case Dropped:
+		return "dropped"
+	case Reconnected:
+		return "reconnected"
+	case Stalled:
+		return "stalled"
+	case Malformed:
+		return "malformed"
+	}
+	return "unknown"
+}
+
+// Event is one item of a Subscription: a live frame or a signal.
+type Event struct {
+	Kind EventKind
+	// Delivery is the frame, for Kind == Frame.
+	Delivery Delivery
+	// Topic is the topic a signal concerns, when it concerns one.
+	Topic string
+	// Epoch, From and To give the dropped range, for Kind == Dropped.
+	Epoch    string
+	From, To uint64
+	// Err details a Malformed or Stalled signal.
+	Err error
+}
