@@ -87,8 +87,12 @@ type Message struct {
 	// ID is the event's unique id (the envelope id), used by idempotent
 	// publishing to recognise a re-publish.
 	ID string
+	// Time is the event's publish time (the envelope's time attribute).
+	// A transport may keep it beside the event for Seek; one that does not
+	// reads it back from Data.
+	Time time.Time
 	// Data is the encoded envelope. The transport does not modify it and
-	// does not keep it after Publish returns, except as stored bytes.
+	// does not keep a reference to it after Publish returns.
 	Data []byte
 }
 
