@@ -1,0 +1,34 @@
+# durabus — the whole set-up is `make test` (and `make demo` once the CLI lands).
+# Both install redis-server with apt-get when it is missing.
+
+GO            ?= go
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BIN           := $(CURDIR)/bin
+FUZZTIME      ?= 5s
+SUDO          := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: test lint unit fuzz redis-server
+
+## test: install Redis if missing, check formatting, vet, staticcheck, then all tests with -race and a short fuzz run.
+test: redis-server lint unit fuzz
+
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "redis-server not found: installing it with apt-get"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends redis-server </dev/null; \
+	}
+	@redis-server --version
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@test -x $(BIN)/staticcheck || GOBIN=$(BIN) $(GO) install $(STATICCHECK)
+	$(BIN)/staticcheck ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./envelope
