@@ -1,0 +1,418 @@
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/durabus/durabus/transport"
+)
+
+// ErrAlreadyRunning is returned by a second call of Follower.Run.
+var ErrAlreadyRunning = errors.New("replay: follower already running")
+
+// Handler handles one event. It is called for the events of one topic one
+// at a time, in order. An error (or a panic, turned into a *PanicError) is
+// reported through WithOnError and the call is retried with backoff until it
+// succeeds or the follower stops: nothing is skipped by default. Use the
+// middleware package's Retry and DeadLetter to bound that.
+type Handler func(ctx context.Context, d Delivery) error
+
+// Delivery is an event handed to a Handler.
+type Delivery struct {
+	transport.Delivery
+	// Replayed is true when the event was read from the backlog rather than
+	// received live.
+	Replayed bool
+}
+
+// HandlerError reports a failed handler call; the call is retried.
+type HandlerError struct {
+	Topic    string
+	Position transport.Position
+	Attempt  int
+	Err      error
+}
+
+func (e *HandlerError) Error() string {
+	return fmt.Sprintf("replay: handler for topic %q seq %d failed (attempt %d): %v", e.Topic, e.Position.Seq, e.Attempt, e.Err)
+}
+
+// Unwrap returns the handler's error.
+func (e *HandlerError) Unwrap() error { return e.Err }
+
+// PanicError is what a panicking handler call becomes.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("replay: handler panicked: %v", e.Value) }
+
+// Follower delivers the events of its topics, or of the topics matching its
+// pattern, to one Handler: in order per topic, at least once, with every
+// unrecoverable loss reported. Create it with New, start it with Run.
+// Its methods are safe for concurrent use.
+type Follower struct {
+	tr  transport.Transport
+	h   Handler
+	cfg config
+	log *slog.Logger
+	cp  *checkpointer
+
+	ran       atomic.Bool
+	connected atomic.Bool
+	c         counters
+
+	mu      sync.Mutex
+	workers map[string]*worker
+}
+
+// New returns a Follower of tr that hands events to h. Exactly one of
+// WithTopics and WithPattern is required.
+func New(tr transport.Transport, h Handler, opts ...Option) (*Follower, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if tr == nil {
+		cfg.invalid("nil transport")
+	}
+	if h == nil {
+		cfg.invalid("nil handler")
+	}
+	if (len(cfg.topics) == 0) == (cfg.pattern == "") {
+		cfg.invalid("give either WithTopics or WithPattern")
+	}
+	if err := errors.Join(cfg.errs...); err != nil {
+		return nil, err
+	}
+	log := cfg.logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	f := &Follower{tr: tr, h: h, cfg: cfg, log: log, workers: make(map[string]*worker)}
+	if cfg.consumer != "" {
+		f.cp = newCheckpointer(f)
+	}
+	return f, nil
+}
+
+// Run follows until ctx ends, then waits for the handlers in flight (up to
+// the drain timeout), saves the last checkpoints of a durable consumer and
+// returns nil. It returns an error early only when the transport is closed.
+// A Follower runs once.
+func (f *Follower) Run(ctx context.Context) error {
+	if !f.ran.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+
+	var wg sync.WaitGroup
+	var saved map[string]transport.Position
+	if f.cp != nil {
+		saved = f.loadCheckpoints(runCtx)
+		wg.Add(1)
+		go func() { defer wg.Done(); f.cp.run(runCtx) }()
+	}
+
+	err := f.follow(runCtx, hctx, saved, &wg)
+
+	stop()
+	drain := time.AfterFunc(f.cfg.drainTimeout, cancelHandlers)
+	wg.Wait()
+	drain.Stop()
+	if f.cp != nil {
+		f.cp.flush(context.WithoutCancel(ctx))
+	}
+	return err
+}
+
+// follow runs the subscribe / dispatch / resubscribe loop until ctx ends.
+func (f *Follower) follow(ctx, hctx context.Context, saved map[string]transport.Position, wg *sync.WaitGroup) error {
+	bo := f.newBackoff()
+	first := true
+	for {
+		sub, err := f.subscribe(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, transport.ErrClosed) {
+				return err
+			}
+			f.report(fmt.Errorf("replay: subscribe: %w", err))
+			if !sleep(ctx, bo.NextBackOff()) {
+				return nil
+			}
+			continue
+		}
+		f.connected.Store(true)
+		since := time.Now()
+		if first {
+			first = false
+			f.startWorkers(ctx, hctx, saved, wg)
+		} else {
+			f.reconnected(ctx, hctx, saved, wg, "resubscribed")
+		}
+		f.dispatch(ctx, hctx, sub, saved, wg)
+		f.connected.Store(false)
+		_ = sub.Close()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := sub.Err(); errors.Is(err, transport.ErrClosed) {
+			return err
+		} else if err != nil {
+			f.report(fmt.Errorf("replay: subscription ended: %w", err))
+		}
+		if time.Since(since) > f.cfg.boMax {
+			bo.Reset()
+		}
+		if !sleep(ctx, bo.NextBackOff()) {
+			return nil
+		}
+	}
+}
+
+func (f *Follower) subscribe(ctx context.Context) (transport.Subscription, error) {
+	if f.cfg.pattern != "" {
+		return f.tr.SubscribePattern(ctx, f.cfg.pattern)
+	}
+	return f.tr.Subscribe(ctx, f.cfg.topics...)
+}
+
+// startWorkers starts a worker per followed topic: the named ones, or the
+// known topics matching the pattern (and those with a saved checkpoint).
+func (f *Follower) startWorkers(ctx, hctx context.Context, saved map[string]transport.Position, wg *sync.WaitGroup) {
+	if f.cfg.pattern == "" {
+		for _, t := range f.cfg.topics {
+			f.worker(ctx, hctx, t, saved, false, wg)
+		}
+		return
+	}
+	for t := range saved {
+		if transport.Match(f.cfg.pattern, t) {
+			f.worker(ctx, hctx, t, saved, false, wg)
+		}
+	}
+	f.discover(ctx, hctx, saved, false, wg)
+}
+
+// discover starts workers for the known topics matching the pattern. Topics
+// found after the start are followed from their beginning.
+func (f *Follower) discover(ctx, hctx context.Context, saved map[string]transport.Position, late bool, wg *sync.WaitGroup) {
+	topics, err := f.tr.Topics(ctx, f.cfg.pattern)
+	if err != nil {
+		if ctx.Err() == nil {
+			f.report(fmt.Errorf("replay: list topics %q: %w", f.cfg.pattern, err))
+		}
+		return
+	}
+	for _, t := range topics {
+		f.worker(ctx, hctx, t, saved, late, wg)
+	}
+}
+
+// worker returns the worker of topic, starting it when new.
+func (f *Follower) worker(ctx, hctx context.Context, topic string, saved map[string]transport.Position, late bool, wg *sync.WaitGroup) *worker {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if w := f.workers[topic]; w != nil {
+		return w
+	}
+	start := f.cfg.start
+	if late {
+		start = Beginning()
+	}
+	if pos, ok := saved[topic]; ok {
+		start = After(pos)
+	}
+	w := &worker{
+		f:      f,
+		topic:  topic,
+		start:  start,
+		inbox:  make(chan transport.Delivery, f.cfg.inboxSize),
+		repair: make(chan struct{}, 1),
+	}
+	f.workers[topic] = w
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.run(ctx, hctx)
+	}()
+	return w
+}
+
+func (f *Follower) lookup(topic string) *worker {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.workers[topic]
+}
+
+func (f *Follower) each(fn func(*worker)) {
+	f.mu.Lock()
+	ws := make([]*worker, 0, len(f.workers))
+	for _, w := range f.workers {
+		ws = append(ws, w)
+	}
+	f.mu.Unlock()
+	for _, w := range ws {
+		fn(w)
+	}
+}
+
+// reconnected makes every topic repair from the backlog: whatever was
+// published while the connection was down is there.
+func (f *Follower) reconnected(ctx, hctx context.Context, saved map[string]transport.Position, wg *sync.WaitGroup, reason string) {
+	f.c.reconnects.Add(1)
+	f.log.Warn("durabus: live connection re-established, repairing from backlog", "reason", reason)
+	if f.cfg.onReconnect != nil {
+		f.cfg.onReconnect(reason)
+	}
+	if f.cfg.pattern != "" {
+		f.discover(ctx, hctx, saved, true, wg)
+	}
+	f.each((*worker).needRepair)
+}
+
+// dispatch routes the subscription's events to the topic workers until the
+// subscription ends. It never blocks on a worker.
+func (f *Follower) dispatch(ctx, hctx context.Context, sub transport.Subscription, saved map[string]transport.Position, wg *sync.WaitGroup) {
+	var relist <-chan time.Time
+	if f.cfg.pattern != "" {
+		t := time.NewTicker(f.cfg.headCheck)
+		defer t.Stop()
+		relist = t.C
+	}
+	events := sub.Events()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-relist:
+			f.discover(ctx, hctx, saved, true, wg)
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			switch ev.Kind {
+			case transport.Frame:
+				w := f.lookup(ev.Delivery.Topic)
+				if w == nil {
+					if f.cfg.pattern == "" || !transport.Match(f.cfg.pattern, ev.Delivery.Topic) {
+						continue
+					}
+					w = f.worker(ctx, hctx, ev.Delivery.Topic, saved, true, wg)
+				}
+				select {
+				case w.inbox <- ev.Delivery:
+				default:
+					f.c.overflows.Add(1)
+					w.needRepair()
+				}
+			case transport.Dropped:
+				if w := f.lookup(ev.Topic); w != nil {
+					w.needRepair()
+				} else if ev.Topic == "" {
+					f.each((*worker).needRepair)
+				}
+			case transport.Reconnected:
+				f.reconnected(ctx, hctx, saved, wg, "reconnected")
+			case transport.Stalled:
+				f.log.Warn("durabus: live connection stalled", "err", ev.Err)
+				f.each((*worker).needRepair)
+			case transport.Malformed:
+				f.c.malformed.Add(1)
+				f.report(fmt.Errorf("replay: malformed frame on topic %q skipped: %w", ev.Topic, ev.Err))
+			}
+		}
+	}
+}
+
+func (f *Follower) loadCheckpoints(ctx context.Context) map[string]transport.Position {
+	bo := f.newBackoff()
+	for {
+		cps, err := f.tr.LoadCheckpoints(ctx, f.cfg.consumer)
+		if err == nil {
+			return cps
+		}
+		if ctx.Err() != nil || errors.Is(err, transport.ErrClosed) {
+			return nil
+		}
+		f.report(fmt.Errorf("replay: load checkpoints of consumer %q: %w", f.cfg.consumer, err))
+		if !sleep(ctx, bo.NextBackOff()) {
+			return nil
+		}
+	}
+}
+
+func (f *Follower) lost(e *LossError) {
+	f.c.lossReports.Add(1)
+	f.c.lost.Add(e.Count())
+	f.log.Error("durabus: events lost", "topic", e.Topic, "epoch", e.Epoch, "from", e.From, "to", e.To, "reason", string(e.Reason))
+	if f.cfg.onLoss != nil {
+		f.cfg.onLoss(e)
+	}
+}
+
+func (f *Follower) report(err error) {
+	f.log.Warn("durabus: follower", "err", err)
+	if f.cfg.onError != nil {
+		f.cfg.onError(err)
+	}
+}
+
+func (f *Follower) newBackoff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = f.cfg.boInitial
+	bo.MaxInterval = f.cfg.boMax
+	bo.Multiplier = f.cfg.boMultiplier
+	bo.MaxElapsedTime = 0
+	bo.Reset()
+	return bo
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// call runs h, turning a panic into a *PanicError.
+func call(ctx context.Context, h Handler, d Delivery) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return h(ctx, d)
+}
+
+// sortedTopics returns the keys of m in order.
+func sortedTopics(ws map[string]*worker) []string {
+	out := make([]string, 0, len(ws))
+	for t := range ws {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}

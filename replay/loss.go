@@ -1,0 +1,52 @@
+package replay
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrLoss is matched by every *LossError (errors.Is).
+var ErrLoss = errors.New("replay: events lost")
+
+// LossReason says why events could not be delivered.
+type LossReason string
+
+const (
+	// Trimmed: the backlog's retention removed the events before the
+	// follower could read them.
+	Trimmed LossReason = "trimmed from backlog"
+	// EpochChanged: the topic's log was deleted or reset (for example by
+	// eviction or a failover to a replica that lacked it); what followed the
+	// cursor in the old log cannot be known. To is zero: the end is unknown.
+	EpochChanged LossReason = "log reset (new epoch)"
+	// Missing: a live frame arrived whose predecessors the backlog did not
+	// hold (only possible when Redis lost writes, e.g. on a failover).
+	Missing LossReason = "missing from backlog"
+)
+
+// LossError reports events that can no longer be delivered: seq From to To
+// (inclusive) of Topic in Epoch. To is zero when the end is unknown.
+type LossError struct {
+	Topic    string
+	Epoch    string
+	From, To uint64
+	Reason   LossReason
+}
+
+func (e *LossError) Error() string {
+	if e.To == 0 {
+		return fmt.Sprintf("replay: topic %q: events from seq %d of epoch %s lost: %s", e.Topic, e.From, e.Epoch, e.Reason)
+	}
+	return fmt.Sprintf("replay: topic %q: %d event(s) lost, seq %d..%d of epoch %s: %s", e.Topic, e.Count(), e.From, e.To, e.Epoch, e.Reason)
+}
+
+// Count returns the number of lost events, or 0 when unknown.
+func (e *LossError) Count() uint64 {
+	if e.To == 0 || e.To < e.From {
+		return 0
+	}
+	return e.To - e.From + 1
+}
+
+// Is makes errors.Is(err, ErrLoss) true.
+func (e *LossError) Is(target error) bool { return target == ErrLoss }

@@ -1,0 +1,194 @@
+package replay
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/durabus/durabus/transport"
+)
+
+// ErrInvalidOption is wrapped by every error about an invalid option.
+var ErrInvalidOption = errors.New("replay: invalid option")
+
+// Defaults of the follower's options.
+const (
+	DefaultPageSize           = 512
+	DefaultInboxSize          = 1024
+	DefaultHeadCheck          = 2 * time.Second
+	DefaultBackoffInitial     = 50 * time.Millisecond
+	DefaultBackoffMax         = 5 * time.Second
+	DefaultBackoffMultiplier  = 2.0
+	DefaultCheckpointEvery    = 100
+	DefaultCheckpointInterval = time.Second
+	DefaultDrainTimeout       = 10 * time.Second
+)
+
+// Option configures a Follower.
+type Option func(*config)
+
+type config struct {
+	topics       []string
+	pattern      string
+	start        Start
+	consumer     string
+	cpEvery      int
+	cpInterval   time.Duration
+	pageSize     int
+	inboxSize    int
+	headCheck    time.Duration
+	boInitial    time.Duration
+	boMax        time.Duration
+	boMultiplier float64
+	drainTimeout time.Duration
+	onLoss       func(*LossError)
+	onError      func(error)
+	onReconnect  func(reason string)
+	logger       *slog.Logger
+	errs         []error
+}
+
+func defaultConfig() config {
+	return config{
+		cpEvery:      DefaultCheckpointEvery,
+		cpInterval:   DefaultCheckpointInterval,
+		pageSize:     DefaultPageSize,
+		inboxSize:    DefaultInboxSize,
+		headCheck:    DefaultHeadCheck,
+		boInitial:    DefaultBackoffInitial,
+		boMax:        DefaultBackoffMax,
+		boMultiplier: DefaultBackoffMultiplier,
+		drainTimeout: DefaultDrainTimeout,
+	}
+}
+
+func (c *config) invalid(format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
+}
+
+// WithTopics follows the named topics. A follower follows either topics or
+// one pattern.
+func WithTopics(topics ...string) Option {
+	return func(c *config) {
+		for _, t := range topics {
+			if err := transport.ValidateTopic(t); err != nil {
+				c.invalid("topic: %v", err)
+			}
+		}
+		c.topics = append(c.topics, topics...)
+	}
+}
+
+// WithPattern follows every topic whose name matches the glob pattern: the
+// known ones from the start, and new ones from their first event.
+func WithPattern(pattern string) Option {
+	return func(c *config) {
+		if err := transport.ValidatePattern(pattern); err != nil {
+			c.invalid("pattern: %v", err)
+		}
+		c.pattern = pattern
+	}
+}
+
+// WithStart sets where to begin on topics without a saved checkpoint.
+// Default NewOnly.
+func WithStart(s Start) Option { return func(c *config) { c.start = s } }
+
+// WithConsumer makes the follower durable under the stable name consumer:
+// its saved checkpoints win over WithStart, and it saves a checkpoint per
+// topic after handlers succeed, batched (see WithCheckpointEvery) and
+// flushed when Run returns. Default: not durable.
+func WithConsumer(name string) Option {
+	return func(c *config) {
+		if err := transport.ValidateTopic(name); err != nil {
+			c.invalid("consumer name: %v", err)
+		}
+		c.consumer = name
+	}
+}
+
+// WithCheckpointEvery saves checkpoints after n handled events or after d,
+// whichever comes first. Defaults 100 and 1 s.
+func WithCheckpointEvery(n int, d time.Duration) Option {
+	return func(c *config) {
+		if n < 1 || d <= 0 {
+			c.invalid("checkpoint every %d events / %v: both must be positive", n, d)
+		}
+		c.cpEvery, c.cpInterval = n, d
+	}
+}
+
+// WithPageSize sets how many events one backlog read fetches. Default 512.
+func WithPageSize(n int) Option {
+	return func(c *config) {
+		if n < 1 || n > 100_000 {
+			c.invalid("page size %d: want 1..100000", n)
+		}
+		c.pageSize = n
+	}
+}
+
+// WithInboxSize bounds the live frames queued per topic while its handler
+// is busy; beyond it frames are dropped and repaired from the backlog.
+// Default 1024.
+func WithInboxSize(n int) Option {
+	return func(c *config) {
+		if n < 1 {
+			c.invalid("inbox size %d: must be positive", n)
+		}
+		c.inboxSize = n
+	}
+}
+
+// WithHeadCheck sets how often each topic's head seq is compared with the
+// cursor, which catches a lost last event within two intervals. Default 2 s.
+func WithHeadCheck(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 {
+			c.invalid("head check interval %v: must be positive", d)
+		}
+		c.headCheck = d
+	}
+}
+
+// WithBackoff sets the exponential backoff (with jitter) between attempts
+// to resubscribe, to read the backlog, and to re-run a failing handler.
+// It never gives up; it is reset once a subscription stays healthy for
+// max. Defaults 50 ms, 5 s, 2.
+func WithBackoff(initial, max time.Duration, multiplier float64) Option {
+	return func(c *config) {
+		if initial <= 0 || max < initial || multiplier < 1 {
+			c.invalid("backoff %v..%v ×%v: want 0 < initial ≤ max, multiplier ≥ 1", initial, max, multiplier)
+		}
+		c.boInitial, c.boMax, c.boMultiplier = initial, max, multiplier
+	}
+}
+
+// WithDrainTimeout bounds how long Run waits, after its ctx ended, for the
+// handlers in flight; their ctx is cancelled then. Default 10 s.
+func WithDrainTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d < 0 {
+			c.invalid("drain timeout %v: must not be negative", d)
+		}
+		c.drainTimeout = d
+	}
+}
+
+// WithOnLoss sets the callback for unrecoverable losses. It is called from
+// the topic's goroutine before delivery goes on. Losses are also counted and
+// logged at error level.
+func WithOnLoss(f func(*LossError)) Option { return func(c *config) { c.onLoss = f } }
+
+// WithOnError sets the callback for problems that do not stop delivery:
+// malformed frames, failed backlog reads (retried), handler errors
+// (retried), checkpoint failures. Called from the follower's goroutines.
+func WithOnError(f func(error)) Option { return func(c *config) { c.onError = f } }
+
+// WithOnReconnect sets a callback run each time the live connection was
+// re-established or is being rebuilt; reason names the signal.
+func WithOnReconnect(f func(reason string)) Option { return func(c *config) { c.onReconnect = f } }
+
+// WithLogger sets the logger. Default: silent.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }

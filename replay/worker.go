@@ -1,0 +1,267 @@
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/durabus/durabus/transport"
+)
+
+// worker follows one topic: it owns the topic's cursor and runs its handler
+// calls one at a time.
+type worker struct {
+	f      *Follower
+	topic  string
+	start  Start
+	inbox  chan transport.Delivery
+	repair chan struct{}
+
+	// Owned by the worker's goroutine.
+	cursor     transport.Position
+	epochReset bool               // cursor was reset by a new epoch: seq 1 is expected next
+	lastHead   transport.Position // head seen at the previous head check
+
+	mu    sync.Mutex // guards shown and head, read by Stats
+	shown transport.Position
+	head  transport.Position
+}
+
+// needRepair asks the worker to read the backlog after its cursor. It never
+// blocks.
+func (w *worker) needRepair() {
+	select {
+	case w.repair <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) run(ctx, hctx context.Context) {
+	if !w.resolveStart(ctx) {
+		return
+	}
+	if !w.catchUp(ctx, hctx) {
+		return
+	}
+	tick := time.NewTicker(w.f.cfg.headCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case d := <-w.inbox:
+			if !w.live(ctx, hctx, d) {
+				return
+			}
+		case <-w.repair:
+			if !w.catchUp(ctx, hctx) {
+				return
+			}
+		case <-tick.C:
+			if !w.checkHead(ctx, hctx) {
+				return
+			}
+		}
+	}
+}
+
+// resolveStart sets the cursor from the start position.
+func (w *worker) resolveStart(ctx context.Context) bool {
+	bo := w.f.newBackoff()
+	for {
+		var err error
+		switch w.start.kind {
+		case startBeginning:
+			w.cursor = transport.Position{}
+		case startAfter:
+			w.cursor = w.start.pos
+		case startSince:
+			w.cursor, err = w.f.tr.Seek(ctx, w.topic, w.start.t)
+		default:
+			w.cursor, err = w.f.tr.Head(ctx, w.topic)
+		}
+		if errors.Is(err, transport.ErrUnknownTopic) {
+			// Nothing published yet: everything that comes is new.
+			w.cursor, err = transport.Position{}, nil
+		}
+		if err == nil {
+			w.show()
+			return true
+		}
+		if ctx.Err() != nil || errors.Is(err, transport.ErrClosed) {
+			return false
+		}
+		w.f.report(fmt.Errorf("replay: topic %q: start %v: %w", w.topic, w.start, err))
+		if !sleep(ctx, bo.NextBackOff()) {
+			return false
+		}
+	}
+}
+
+// catchUp delivers everything the backlog holds after the cursor. It
+// returns false when the follower is stopping.
+func (w *worker) catchUp(ctx, hctx context.Context) bool {
+	bo := w.f.newBackoff()
+	for {
+		page, err := w.f.tr.Range(ctx, w.topic, w.cursor, w.f.cfg.pageSize)
+		if errors.Is(err, transport.ErrUnknownTopic) {
+			return true
+		}
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, transport.ErrClosed) {
+				return false
+			}
+			w.f.report(fmt.Errorf("replay: topic %q: read backlog after seq %d: %w", w.topic, w.cursor.Seq, err))
+			if !sleep(ctx, bo.NextBackOff()) {
+				return false
+			}
+			continue
+		}
+		if page.Epoch != "" && w.cursor.Epoch != "" && page.Epoch != w.cursor.Epoch {
+			w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, Reason: EpochChanged})
+			w.cursor = transport.Position{}
+			w.epochReset = true
+		}
+		for _, d := range page.Events {
+			if d.Position.Epoch == "" {
+				d.Position.Epoch = page.Epoch
+			}
+			if !w.ordered(ctx, hctx, d, true) {
+				return false
+			}
+		}
+		if len(page.Events) < w.f.cfg.pageSize {
+			w.f.c.repairs.Add(1)
+			return true
+		}
+	}
+}
+
+// live handles a live frame.
+func (w *worker) live(ctx, hctx context.Context, d transport.Delivery) bool {
+	c := w.cursor
+	switch {
+	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq <= c.Seq:
+		w.f.c.duplicates.Add(1)
+		return true
+	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq == c.Seq+1:
+		return w.deliver(ctx, hctx, d, false)
+	}
+	// A gap, a new epoch, or a first event: the backlog has what led to it.
+	w.f.c.gaps.Add(1)
+	if !w.catchUp(ctx, hctx) {
+		return false
+	}
+	c = w.cursor
+	switch {
+	case d.Position.Epoch != c.Epoch:
+		// A frame of an epoch the backlog no longer has: stale.
+		w.f.c.duplicates.Add(1)
+		return true
+	case d.Position.Seq <= c.Seq:
+		w.f.c.duplicates.Add(1)
+		return true
+	}
+	return w.ordered(ctx, hctx, d, false)
+}
+
+// ordered delivers d after checking it against the cursor: duplicates are
+// dropped, and a hole before d is reported as lost.
+func (w *worker) ordered(ctx, hctx context.Context, d transport.Delivery, replayed bool) bool {
+	c := w.cursor
+	seq := d.Position.Seq
+	switch {
+	case c.Epoch == "":
+		if w.epochReset && seq > 1 {
+			w.f.lost(&LossError{Topic: w.topic, Epoch: d.Position.Epoch, From: 1, To: seq - 1, Reason: Trimmed})
+		}
+		w.epochReset = false
+	case d.Position.Epoch != c.Epoch:
+		w.f.c.duplicates.Add(1)
+		return true
+	case seq <= c.Seq:
+		w.f.c.duplicates.Add(1)
+		return true
+	case seq > c.Seq+1:
+		reason := Trimmed
+		if !replayed {
+			reason = Missing
+		}
+		w.f.lost(&LossError{Topic: w.topic, Epoch: c.Epoch, From: c.Seq + 1, To: seq - 1, Reason: reason})
+	}
+	return w.deliver(ctx, hctx, d, replayed)
+}
+
+// deliver runs the handler until it succeeds, then advances the cursor.
+func (w *worker) deliver(ctx, hctx context.Context, d transport.Delivery, replayed bool) bool {
+	var bo *backoff.ExponentialBackOff
+	for attempt := 1; ; attempt++ {
+		err := call(hctx, w.f.h, Delivery{Delivery: d, Replayed: replayed})
+		if err == nil {
+			break
+		}
+		w.f.c.handlerErrors.Add(1)
+		w.f.report(&HandlerError{Topic: w.topic, Position: d.Position, Attempt: attempt, Err: err})
+		if bo == nil {
+			bo = w.f.newBackoff()
+		}
+		if hctx.Err() != nil || !sleep(ctx, bo.NextBackOff()) {
+			return false
+		}
+	}
+	w.cursor = d.Position
+	if replayed {
+		w.f.c.replayed.Add(1)
+	}
+	w.f.c.delivered.Add(1)
+	w.show()
+	if w.f.cp != nil {
+		w.f.cp.note(w.topic, d.Position)
+	}
+	return true
+}
+
+// checkHead compares the topic's head with the cursor. A head seen at the
+// previous check that the cursor has still not reached while nothing is
+// queued means a lost frame: repair.
+func (w *worker) checkHead(ctx, hctx context.Context) bool {
+	head, err := w.f.tr.Head(ctx, w.topic)
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, transport.ErrClosed) {
+			return false
+		}
+		if !errors.Is(err, transport.ErrUnknownTopic) {
+			w.f.report(fmt.Errorf("replay: topic %q: head check: %w", w.topic, err))
+		}
+		return true
+	}
+	w.mu.Lock()
+	w.head = head
+	w.mu.Unlock()
+	prev := w.lastHead
+	w.lastHead = head
+	behind := false
+	switch {
+	case w.cursor.Epoch != "" && head.Epoch != w.cursor.Epoch:
+		behind = true
+	case len(w.inbox) > 0:
+	case prev.Epoch == head.Epoch && (w.cursor.Epoch == "" && prev.Seq > 0 || w.cursor.Epoch == head.Epoch && w.cursor.Seq < prev.Seq):
+		behind = true
+	}
+	if !behind {
+		return true
+	}
+	w.f.c.headRepairs.Add(1)
+	return w.catchUp(ctx, hctx)
+}
+
+// show publishes the cursor for Stats.
+func (w *worker) show() {
+	w.mu.Lock()
+	w.shown = w.cursor
+	w.mu.Unlock()
+}
