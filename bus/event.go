@@ -1,0 +1,81 @@
+package bus
+
+import (
+	"context"
+
+	"github.com/durabus/durabus/envelope"
+	"github.com/durabus/durabus/transport"
+)
+
+// Event is a Go type that names itself as an event type. EventType must
+// have a value receiver and return a stable name (it is stored with every
+// event and never changes once data exists), such as "order.placed".
+type Event interface {
+	EventType() string
+}
+
+// Versioned is an Event that declares the schema version of its payload.
+// Events without it are version 1. Older versions met during replay are
+// brought up to date with upcasters (see Upcast).
+type Versioned interface {
+	EventVersion() int
+}
+
+// Message is an event as a handler sees it: the decoded envelope and where
+// it sits in its topic.
+type Message struct {
+	*envelope.Envelope
+	// Topic is the topic the event was published to.
+	Topic string
+	// Position is the event's position in Topic.
+	Position transport.Position
+	// Replayed is true when the event came from the backlog (catch-up or
+	// gap repair) rather than live.
+	Replayed bool
+}
+
+// Handler handles one message. A nil error marks it handled; an error is
+// reported and the message retried (see replay.Handler) unless middleware
+// such as DeadLetter deals with it.
+type Handler interface {
+	Handle(ctx context.Context, m *Message) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, m *Message) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, m *Message) error { return f(ctx, m) }
+
+// Middleware wraps a Handler, like net/http middleware: it may act before
+// and after calling next, or not call it.
+type Middleware func(next Handler) Handler
+
+// Chain applies mw so that mw[0] is the outermost.
+func Chain(h Handler, mw ...Middleware) Handler {
+	for i := len(mw) - 1; i >= 0; i-- {
+		h = mw[i](h)
+	}
+	return h
+}
+
+type messageKey struct{}
+
+// WithMessage returns a ctx that carries m; handlers get one from the bus.
+func WithMessage(ctx context.Context, m *Message) context.Context {
+	return context.WithValue(ctx, messageKey{}, m)
+}
+
+// MessageFrom returns the message being handled: a typed handler reaches
+// the envelope (id, time, trace context, extensions) and position this way.
+func MessageFrom(ctx context.Context) (*Message, bool) {
+	m, ok := ctx.Value(messageKey{}).(*Message)
+	return m, ok
+}
+
+func versionOf(e Event) int {
+	if v, ok := e.(Versioned); ok {
+		return v.EventVersion()
+	}
+	return 1
+}

@@ -1,0 +1,170 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/durabus/durabus/envelope"
+	"github.com/durabus/durabus/replay"
+	"github.com/durabus/durabus/transport"
+)
+
+// ErrInvalidOption is wrapped by every error about an invalid option.
+var ErrInvalidOption = errors.New("bus: invalid option")
+
+// Option configures a Bus.
+type Option func(*config)
+
+type config struct {
+	source      string
+	consumer    string
+	routes      map[string]string
+	mw          []Middleware
+	hooks       []PublishHook
+	onError     func(error)
+	onLoss      func(*replay.LossError)
+	logger      *slog.Logger
+	maxSize     int
+	followerOps []replay.Option
+	errs        []error
+}
+
+func (c *config) invalid(format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
+}
+
+// WithSource names the publishing service in every envelope's source
+// attribute. Default "durabus".
+func WithSource(source string) Option {
+	return func(c *config) {
+		if source == "" {
+			c.invalid("empty source")
+		}
+		c.source = source
+	}
+}
+
+// WithConsumer makes every subscription of the bus durable under the stable
+// name consumer: per-topic checkpoints are saved after handlers succeed and
+// win over StartAt when the process restarts. Default: not durable.
+func WithConsumer(name string) Option {
+	return func(c *config) {
+		if err := transport.ValidateTopic(name); err != nil {
+			c.invalid("consumer name: %v", err)
+		}
+		c.consumer = name
+	}
+}
+
+// WithRoute sends events of eventType to topic instead of the topic named
+// after the type, for publishing and subscribing alike. Types routed to one
+// topic share its order.
+func WithRoute(eventType, topic string) Option {
+	return func(c *config) {
+		if err := transport.ValidateTopic(topic); err != nil {
+			c.invalid("route of %q: %v", eventType, err)
+		}
+		if c.routes == nil {
+			c.routes = make(map[string]string)
+		}
+		c.routes[eventType] = topic
+	}
+}
+
+// WithMiddleware wraps every handler of the bus; mw[0] is the outermost.
+// Subscription middleware (Use) sits inside it.
+func WithMiddleware(mw ...Middleware) Option {
+	return func(c *config) { c.mw = append(c.mw, mw...) }
+}
+
+// WithPublishHook adds a hook run for every published event, in the order
+// added (see PublishHook).
+func WithPublishHook(h PublishHook) Option {
+	return func(c *config) { c.hooks = append(c.hooks, h) }
+}
+
+// WithOnError sets the callback for events set aside (a *DeliveryError:
+// undecodable, unknown type, no upcaster), failed handler calls (retried)
+// and transport trouble. Default: logged only.
+func WithOnError(f func(error)) Option { return func(c *config) { c.onError = f } }
+
+// WithOnLoss sets the callback for events the backlog no longer held when a
+// subscription needed them. Losses are also logged at error level.
+func WithOnLoss(f func(*replay.LossError)) Option { return func(c *config) { c.onLoss = f } }
+
+// WithLogger sets the logger. Default: silent.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithMaxEventSize bounds the size of an encoded event, on publish and on
+// delivery. Default envelope.DefaultMaxSize (1 MiB).
+func WithMaxEventSize(n int) Option {
+	return func(c *config) {
+		if n < 256 {
+			c.invalid("max event size %d: want at least 256 bytes", n)
+		}
+		c.maxSize = n
+	}
+}
+
+// WithFollowerOptions passes options to every subscription's follower:
+// backoff, head check interval, page size, inbox size, checkpoint batching
+// (see package replay).
+func WithFollowerOptions(opts ...replay.Option) Option {
+	return func(c *config) { c.followerOps = append(c.followerOps, opts...) }
+}
+
+// SubscribeOption configures one subscription.
+type SubscribeOption func(*subConfig)
+
+type subConfig struct {
+	start    replay.Start
+	startSet bool
+	topic    string
+	mw       []Middleware
+}
+
+// StartAt sets where the subscription begins when its consumer has no saved
+// checkpoint. Default NewOnly.
+func StartAt(s replay.Start) SubscribeOption {
+	return func(c *subConfig) { c.start, c.startSet = s, true }
+}
+
+// OnTopic subscribes on topic instead of the topic of the event type.
+func OnTopic(topic string) SubscribeOption { return func(c *subConfig) { c.topic = topic } }
+
+// Use wraps this subscription's handler; it sits inside the bus's
+// middleware.
+func Use(mw ...Middleware) SubscribeOption {
+	return func(c *subConfig) { c.mw = append(c.mw, mw...) }
+}
+
+// NewOnly starts with the events published after the subscription started.
+func NewOnly() replay.Start { return replay.NewOnly() }
+
+// Beginning starts at the oldest event the backlog holds.
+func Beginning() replay.Start { return replay.Beginning() }
+
+// Since starts at the first event published at or after t.
+func Since(t time.Time) replay.Start { return replay.Since(t) }
+
+// After starts right after pos.
+func After(pos transport.Position) replay.Start { return replay.After(pos) }
+
+// PublishOption configures one Publish call.
+type PublishOption func(*pubConfig)
+
+type pubConfig struct {
+	topic   string
+	envOpts []envelope.Option
+}
+
+// ToTopic publishes to topic instead of the event type's topic.
+func ToTopic(topic string) PublishOption { return func(c *pubConfig) { c.topic = topic } }
+
+// WithEnvelope sets envelope attributes: id, time, extensions such as a
+// correlation id, trace context.
+func WithEnvelope(opts ...envelope.Option) PublishOption {
+	return func(c *pubConfig) { c.envOpts = append(c.envOpts, opts...) }
+}

@@ -1,0 +1,293 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/durabus/durabus/replay"
+	"github.com/durabus/durabus/transport"
+)
+
+// group is one followed topic or pattern: one follower, one cursor per
+// topic, and the handlers of the event types routed to it.
+type group struct {
+	key      string
+	pattern  bool
+	start    replay.Start
+	startSet bool
+	typed    map[string]Handler // event type → handler
+	catchAll Handler            // Handle's handler
+	follower *replay.Follower
+}
+
+// Subscribe registers h for the events of type T, on the topic of T's type
+// (see WithRoute and OnTopic). T's EventType must have a value receiver.
+// Each event's payload is decoded into a new T, after upcasting older
+// versions (see Bus.Upcast). The message, with its envelope and position,
+// is reachable through MessageFrom(ctx).
+//
+// Subscribe before Run, or while running for a topic not yet followed.
+func Subscribe[T Event](b *Bus, h func(ctx context.Context, e *T) error, opts ...SubscribeOption) error {
+	var zero T
+	typ := zero.EventType()
+	if h == nil {
+		return fmt.Errorf("%w: nil handler for %q", ErrInvalidOption, typ)
+	}
+	want := versionOf(zero)
+	sc := subConfig{}
+	for _, o := range opts {
+		o(&sc)
+	}
+	topic := sc.topic
+	if topic == "" {
+		topic = b.TopicOf(typ)
+	}
+	typed := HandlerFunc(func(ctx context.Context, m *Message) error {
+		data := m.Data
+		switch {
+		case m.Version > want:
+			return &DeliveryError{Topic: m.Topic, Position: m.Position, Type: m.Type, ID: m.ID,
+				Err: fmt.Errorf("%w: version %d, handler knows %d", ErrNewerVersion, m.Version, want)}
+		case m.Version < want:
+			var err error
+			if data, err = b.upcast(m, want); err != nil {
+				return err
+			}
+		}
+		v := new(T)
+		if err := json.Unmarshal(data, v); err != nil {
+			return &DeliveryError{Topic: m.Topic, Position: m.Position, Type: m.Type, ID: m.ID,
+				Err: fmt.Errorf("%w: payload into %T: %v", ErrUndecodable, v, err)}
+		}
+		return h(ctx, v)
+	})
+	return b.add(topic, false, typ, Chain(typed, sc.mw...), sc)
+}
+
+// Handle registers h for every event on the topics matching pattern (a
+// topic name or a glob such as "user.*.notifications"), whatever its type.
+// On a topic that also has typed subscriptions, h gets the types they do
+// not take.
+func (b *Bus) Handle(pattern string, h Handler, opts ...SubscribeOption) error {
+	if h == nil {
+		return fmt.Errorf("%w: nil handler for %q", ErrInvalidOption, pattern)
+	}
+	sc := subConfig{}
+	for _, o := range opts {
+		o(&sc)
+	}
+	isPattern := transport.IsPattern(pattern)
+	if isPattern {
+		if err := transport.ValidatePattern(pattern); err != nil {
+			return fmt.Errorf("bus: %w", err)
+		}
+	}
+	return b.add(pattern, isPattern, "", Chain(h, sc.mw...), sc)
+}
+
+func (b *Bus) add(key string, pattern bool, typ string, h Handler, sc subConfig) error {
+	if !pattern {
+		if err := transport.ValidateTopic(key); err != nil {
+			return fmt.Errorf("bus: %w", err)
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	g := b.groups[key]
+	if g != nil && g.follower != nil {
+		return fmt.Errorf("%w: %q is already being followed; subscribe its handlers before Run", ErrRunning, key)
+	}
+	if g == nil {
+		g = &group{key: key, pattern: pattern, typed: make(map[string]Handler)}
+		b.groups[key] = g
+		b.order = append(b.order, g)
+	}
+	if sc.startSet {
+		if g.startSet && g.start != sc.start {
+			return fmt.Errorf("%w: %q subscribed with start %v and %v; one topic has one cursor", ErrInvalidOption, key, g.start, sc.start)
+		}
+		g.start, g.startSet = sc.start, true
+	}
+	if typ == "" {
+		if g.catchAll != nil {
+			return fmt.Errorf("%w: %q has a handler already", ErrInvalidOption, key)
+		}
+		g.catchAll = h
+	} else {
+		if g.typed[typ] != nil {
+			return fmt.Errorf("%w: type %q on %q has a handler already", ErrInvalidOption, typ, key)
+		}
+		g.typed[typ] = h
+	}
+	if b.running {
+		return b.startLocked(g)
+	}
+	return nil
+}
+
+// Run delivers events to the registered handlers until ctx ends or Close is
+// called, then waits for the handlers in flight and saves the checkpoints of
+// a durable consumer. It returns nil after a normal stop and an error when
+// the transport failed for good (for example it was closed).
+func (b *Bus) Run(ctx context.Context) error {
+	b.mu.Lock()
+	switch {
+	case b.closed:
+		b.mu.Unlock()
+		return ErrClosed
+	case b.running:
+		b.mu.Unlock()
+		return ErrRunning
+	}
+	b.running = true
+	b.runCtx, b.cancel = context.WithCancel(ctx)
+	var err error
+	for _, g := range b.order {
+		if err = b.startLocked(g); err != nil {
+			break
+		}
+	}
+	b.mu.Unlock()
+	if err != nil {
+		b.cancel()
+	}
+
+	select {
+	case <-b.runCtx.Done():
+	case err = <-b.runErr:
+		b.cancel()
+	}
+	b.wg.Wait()
+	close(b.done)
+	return err
+}
+
+// startLocked starts g's follower; b.mu is held and the bus is running.
+func (b *Bus) startLocked(g *group) error {
+	opts := append([]replay.Option{
+		replay.WithStart(g.start),
+		replay.WithLogger(b.log),
+		replay.WithOnError(b.report),
+		replay.WithOnLoss(b.lost),
+	}, b.cfg.followerOps...)
+	if g.pattern {
+		opts = append(opts, replay.WithPattern(g.key))
+	} else {
+		opts = append(opts, replay.WithTopics(g.key))
+	}
+	if b.cfg.consumer != "" {
+		opts = append(opts, replay.WithConsumer(b.cfg.consumer))
+	}
+	f, err := replay.New(b.tr, b.handlerOf(g), opts...)
+	if err != nil {
+		return fmt.Errorf("bus: subscription %q: %w", g.key, err)
+	}
+	g.follower = f
+	ctx := b.runCtx
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		if err := f.Run(ctx); err != nil {
+			select {
+			case b.runErr <- fmt.Errorf("bus: subscription %q: %w", g.key, err):
+			default:
+			}
+		}
+	}()
+	return nil
+}
+
+// handlerOf returns the follower handler of g: decode, route by type
+// through the middleware, and set aside what cannot be delivered.
+func (b *Bus) handlerOf(g *group) replay.Handler {
+	route := HandlerFunc(func(ctx context.Context, m *Message) error {
+		h := g.typed[m.Type]
+		if h == nil {
+			h = g.catchAll
+		}
+		if h == nil {
+			return &DeliveryError{Topic: m.Topic, Position: m.Position, Type: m.Type, ID: m.ID, Err: ErrUnknownType}
+		}
+		return h.Handle(ctx, m)
+	})
+	h := Chain(route, b.cfg.mw...)
+	return func(ctx context.Context, d replay.Delivery) error {
+		m, err := b.decode(d)
+		if err == nil {
+			err = h.Handle(WithMessage(ctx, m), m)
+		}
+		var de *DeliveryError
+		if errors.As(err, &de) {
+			b.report(de)
+			return nil
+		}
+		return err
+	}
+}
+
+func (b *Bus) decode(d replay.Delivery) (*Message, error) {
+	e, err := b.dec.Decode(d.Data)
+	if err != nil {
+		return nil, &DeliveryError{Topic: d.Topic, Position: d.Position, Err: fmt.Errorf("%w: %w", ErrUndecodable, err)}
+	}
+	return &Message{Envelope: e, Topic: d.Topic, Position: d.Position, Replayed: d.Replayed}, nil
+}
+
+// Close stops Run, waits for the handlers in flight and the final
+// checkpoint save, and makes later calls return ErrClosed. It does not close
+// the transport. It is safe to call more than once.
+func (b *Bus) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	running := b.running
+	if running {
+		b.cancel()
+	}
+	b.mu.Unlock()
+	if running {
+		<-b.done
+	}
+	return nil
+}
+
+// SubscriptionStatus describes one subscription of a running bus.
+type SubscriptionStatus struct {
+	// Key is the topic or pattern followed.
+	Key     string
+	Pattern bool
+	// Types lists the event types with typed handlers; CatchAll tells
+	// whether Handle registered one for the rest.
+	Types    []string
+	CatchAll bool
+	Stats    replay.Stats
+}
+
+// Status lists the subscriptions with their cursors, heads, lag, connected
+// state and counters. Before Run the stats are zero.
+func (b *Bus) Status() []SubscriptionStatus {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]SubscriptionStatus, 0, len(b.order))
+	for _, g := range b.order {
+		s := SubscriptionStatus{Key: g.key, Pattern: g.pattern, CatchAll: g.catchAll != nil}
+		for t := range g.typed {
+			s.Types = append(s.Types, t)
+		}
+		sort.Strings(s.Types)
+		if g.follower != nil {
+			s.Stats = g.follower.Stats()
+		}
+		out = append(out, s)
+	}
+	return out
+}
