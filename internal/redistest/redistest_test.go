@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -173,4 +174,121 @@ func (f *fatalRecorder) Fatalf(format string, args ...any) {
 	runtime.Goexit()
 }
 
-var _ = time.Second
+func TestClusterServesKeysInAllSlots(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := redistest.StartCluster(t, 3)
+	if len(c.Addrs()) != 3 || len(c.Nodes()) != 3 {
+		t.Fatalf("Addrs() = %v, want 3 nodes", c.Addrs())
+	}
+	cc := c.Client(t)
+	const n = 100 // spread over many slots, so every master gets some
+	for i := range n {
+		if err := cc.Set(ctx, fmt.Sprintf("durabus:%d", i), i, 0).Err(); err != nil {
+			t.Fatalf("SET durabus:%d: %v", i, err)
+		}
+	}
+	for i := range n {
+		if got, err := cc.Get(ctx, fmt.Sprintf("durabus:%d", i)).Int(); err != nil || got != i {
+			t.Fatalf("GET durabus:%d = %d, %v", i, got, err)
+		}
+	}
+	for _, node := range c.Nodes() {
+		size, err := node.Client(t).DBSize(ctx).Result()
+		if err != nil || size == 0 {
+			t.Errorf("node %s holds %d keys (%v); want some", node.Addr(), size, err)
+		}
+	}
+}
+
+// proxied returns a client that reaches srv through a new proxy, with short
+// timeouts and no retries so faults show up as errors at once.
+func proxied(t *testing.T) (*redistest.Proxy, *redis.Client) {
+	t.Helper()
+	srv := redistest.Start(t)
+	px := redistest.StartProxy(t, srv.Addr())
+	rdb := redis.NewClient(&redis.Options{
+		Addr:          px.Addr(),
+		DialTimeout:   time.Second,
+		ReadTimeout:   200 * time.Millisecond,
+		WriteTimeout:  200 * time.Millisecond,
+		MaxRetries:    -1,
+		DialerRetries: 1,
+	})
+	t.Cleanup(func() { rdb.Close() })
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("PING through the proxy: %v", err)
+	}
+	return px, rdb
+}
+
+func TestProxyBlackholeTimesOutAndHealRestores(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	px, rdb := proxied(t)
+	px.Blackhole(t)
+	err := rdb.Ping(ctx).Err()
+	var nerr net.Error
+	if !errors.As(err, &nerr) || !nerr.Timeout() {
+		t.Fatalf("PING through a black hole: err = %v, want a read timeout", err)
+	}
+	px.Heal(t)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after Heal: %v", err)
+	}
+}
+
+func TestProxyResetPeerFailsCommands(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	px, rdb := proxied(t)
+	px.ResetPeer(t)
+	if err := rdb.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING on a reset connection succeeded")
+	}
+	if err := rdb.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING on a new connection after ResetPeer succeeded")
+	}
+	px.Heal(t)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after Heal: %v", err)
+	}
+}
+
+func TestProxyLatencyAndBandwidthLetTrafficThrough(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	px, rdb := proxied(t)
+	px.Latency(t, 50*time.Millisecond, 0)
+	px.Latency(t, 80*time.Millisecond, 10*time.Millisecond) // replaces the first
+	start := time.Now()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING with latency: %v", err)
+	}
+	if took := time.Since(start); took < 70*time.Millisecond {
+		t.Errorf("PING with 80±10ms latency took %v", took)
+	}
+	px.Heal(t)
+	px.Bandwidth(t, 1000)
+	if err := rdb.Set(ctx, "durabus:big", strings.Repeat("x", 10_000), 0).Err(); err != nil {
+		t.Fatalf("SET with bandwidth limit: %v", err)
+	}
+}
+
+func TestProxyDisableRefusesAndEnableAccepts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	px, rdb := proxied(t)
+	px.Disable(t)
+	if err := rdb.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING through a disabled proxy succeeded")
+	}
+	if c, err := net.Dial("tcp", px.Addr()); err == nil {
+		c.Close()
+		t.Fatal("disabled proxy accepted a connection")
+	}
+	px.Enable(t)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after Enable: %v", err)
+	}
+}
