@@ -1,0 +1,69 @@
+package redistransport_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/durabus/durabus/internal/redistest"
+	"github.com/durabus/durabus/transport"
+	"github.com/durabus/durabus/transport/redistransport"
+	"github.com/durabus/durabus/transport/transporttest"
+)
+
+// deleteTopic removes a topic's log, meta hash and index entry, as an
+// operator would with DEL and ZREM.
+func deleteTopic(rdb redis.UniversalClient) func(t *testing.T, tr transport.Transport, topic string) {
+	return func(t *testing.T, tr transport.Transport, topic string) {
+		t.Helper()
+		rt := tr.(*redistransport.Transport)
+		logKey, metaKey, _ := rt.Keys(topic)
+		ctx := context.Background()
+		if err := rdb.Del(ctx, logKey).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.Del(ctx, metaKey).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.ZRem(ctx, redistransport.DefaultNamespace+":topics", topic).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestConformanceStandalone(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	transporttest.Run(t, func(t *testing.T) transport.Transport {
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		t.Cleanup(func() { _ = rdb.Close() })
+		tr, err := redistransport.New(rdb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}, transporttest.Features{
+		MaxSize:     redistransport.DefaultMaxSize,
+		Patterns:    true,
+		DeleteTopic: deleteTopic(admin),
+	})
+}
+
+func TestConformanceCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	admin := cl.Client(t)
+	transporttest.Run(t, func(t *testing.T) transport.Transport {
+		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+		t.Cleanup(func() { _ = rdb.Close() })
+		tr, err := redistransport.New(rdb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}, transporttest.Features{
+		MaxSize:     redistransport.DefaultMaxSize,
+		Patterns:    true,
+		DeleteTopic: deleteTopic(admin),
+	})
+}

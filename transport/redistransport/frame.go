@@ -1,0 +1,81 @@
+package redistransport
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/durabus/durabus/transport"
+)
+
+// parseFrame parses a live frame of topic (see "Live frames" in the package
+// doc). It returns the events it could read; err is set when the frame, or
+// its tail, is not in the format. Each Delivery.Data is a fresh copy.
+func parseFrame(topic, s string, out []transport.Delivery) ([]transport.Delivery, error) {
+	header, rest, ok := strings.Cut(s, "\n")
+	if !ok || !strings.HasPrefix(header, "v1 ") {
+		return out, errors.New("redistransport: not a durabus frame (want a \"v1 \" header line)")
+	}
+	f := strings.Split(header[3:], " ")
+	if len(f) != 3 || f[0] == "" || strings.Contains(f[0], ":") {
+		return out, errors.New("redistransport: frame header: want \"v1 <epoch> <seq> <count>\"")
+	}
+	epoch := f[0]
+	seq, err1 := strconv.ParseUint(f[1], 10, 64)
+	count, err2 := strconv.ParseUint(f[2], 10, 32)
+	if err1 != nil || err2 != nil || seq == 0 || count == 0 {
+		return out, errors.New("redistransport: frame header: bad seq or count")
+	}
+	for i := uint64(0); i < count; i++ {
+		line, tail, ok := strings.Cut(rest, "\n")
+		if !ok {
+			return out, errors.New("redistransport: frame truncated: record header missing")
+		}
+		id, lenText, ok := strings.Cut(line, " ")
+		n, err := strconv.ParseUint(lenText, 10, 32)
+		if !ok || err != nil || !validID(id) {
+			return out, errors.New("redistransport: frame record header: want \"<stream-id> <length>\"")
+		}
+		if uint64(len(tail)) < n {
+			return out, errors.New("redistransport: frame truncated: envelope shorter than its length")
+		}
+		out = append(out, transport.Delivery{
+			Topic:    topic,
+			Position: transport.Position{Epoch: epoch, Seq: seq + i, ID: id},
+			Data:     []byte(tail[:n]),
+		})
+		rest = tail[n:]
+	}
+	if rest != "" {
+		return out, errors.New("redistransport: frame has trailing bytes")
+	}
+	return out, nil
+}
+
+// validID reports whether id looks like a stream id "<ms>-<n>".
+func validID(id string) bool {
+	ms, n, ok := strings.Cut(id, "-")
+	if !ok {
+		return false
+	}
+	_, err1 := strconv.ParseUint(ms, 10, 64)
+	_, err2 := strconv.ParseUint(n, 10, 64)
+	return err1 == nil && err2 == nil
+}
+
+// prevID returns the stream id just before id, for an exclusive bound that
+// still includes id. "0-0" has none and stays "0-0".
+func prevID(id string) string {
+	msText, nText, _ := strings.Cut(id, "-")
+	ms, err1 := strconv.ParseUint(msText, 10, 64)
+	n, err2 := strconv.ParseUint(nText, 10, 64)
+	switch {
+	case err1 != nil || err2 != nil:
+		return "0-0"
+	case n > 0:
+		return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(n-1, 10)
+	case ms > 0:
+		return strconv.FormatUint(ms-1, 10) + "-" + strconv.FormatUint(^uint64(0), 10)
+	}
+	return "0-0"
+}

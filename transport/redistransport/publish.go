@@ -1,0 +1,408 @@
+package redistransport
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/durabus/durabus/transport"
+)
+
+// publishScript appends events to one topic's log and publishes them live,
+// atomically. It returns {newEpoch, epoch_1, seq_1, id_1, epoch_2, ...}:
+// newEpoch is 1 when the script created the epoch, then one triple per event
+// (for a duplicate within the idempotency window, the first publish's).
+//
+// KEYS[1] log, KEYS[2] meta.
+// ARGV[1] channel, ARGV[2] PUBLISH or SPUBLISH, ARGV[3] MAXLEN (0: none),
+// ARGV[4] max age in ms (0: none), ARGV[5] epoch salt, ARGV[6] idempotency
+// window in ms (0: off), ARGV[7] idempotency key prefix, ARGV[8] frame size,
+// ARGV[9...] the events: (id, envelope) pairs when the window is on,
+// envelopes otherwise.
+//
+// Writes happen in this order: XADDs, trim, HSET meta, idempotency keys,
+// PUBLISH; an error in the first XADD (wrong key type, OOM) leaves nothing
+// behind.
+const publishScript = `
+local meta = redis.call('HMGET', KEYS[2], 'epoch', 'seq')
+local epoch = meta[1]
+local seq = tonumber(meta[2]) or 0
+local created = 0
+if not epoch then
+  local t = redis.call('TIME')
+  epoch = string.format('%x', tonumber(t[1])) .. ARGV[5]
+  created = 1
+  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 16)
+  for _, entry in ipairs(last) do
+    local f = entry[2]
+    local s
+    for i = 1, #f, 2 do
+      if f[i] == 'seq' then s = tonumber(f[i + 1]) end
+    end
+    if s then
+      if s > seq then seq = s end
+      break
+    end
+  end
+end
+local maxlen = tonumber(ARGV[3])
+local idem = tonumber(ARGV[6])
+local frameMax = tonumber(ARGV[8])
+local stride = 1
+if idem > 0 then stride = 2 end
+local out = {created}
+local frames = {}
+local parts, size, first, count = {''}, 0, 0, 0
+local wrote = false
+local keep = {}
+for i = 9, #ARGV, stride do
+  local id, env
+  if stride == 2 then id = ARGV[i]; env = ARGV[i + 1] else env = ARGV[i] end
+  local prev = false
+  if stride == 2 and id ~= '' then
+    prev = redis.call('GET', ARGV[7] .. id)
+  end
+  if prev then
+    local e, s, x = string.match(prev, '^(%S+) (%d+) (%S+)$')
+    out[#out + 1] = e; out[#out + 1] = tonumber(s); out[#out + 1] = x
+  else
+    seq = seq + 1
+    local sid
+    if maxlen > 0 and i + stride > #ARGV then
+      sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'seq', seq, 'e', env)
+    else
+      sid = redis.call('XADD', KEYS[1], '*', 'seq', seq, 'e', env)
+    end
+    wrote = true
+    out[#out + 1] = epoch; out[#out + 1] = seq; out[#out + 1] = sid
+    if stride == 2 and id ~= '' then
+      keep[#keep + 1] = id; keep[#keep + 1] = epoch .. ' ' .. seq .. ' ' .. sid
+    end
+    if count == 0 then first = seq end
+    count = count + 1
+    parts[#parts + 1] = sid .. ' ' .. #env .. '\n'
+    parts[#parts + 1] = env
+    size = size + #env
+    if size >= frameMax then
+      parts[1] = 'v1 ' .. epoch .. ' ' .. first .. ' ' .. count .. '\n'
+      frames[#frames + 1] = table.concat(parts)
+      parts, size, count = {''}, 0, 0
+    end
+  end
+end
+if not wrote then return out end
+if count > 0 then
+  parts[1] = 'v1 ' .. epoch .. ' ' .. first .. ' ' .. count .. '\n'
+  frames[#frames + 1] = table.concat(parts)
+end
+local age = tonumber(ARGV[4])
+if age > 0 then
+  local t = redis.call('TIME')
+  local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - age
+  if minid > 0 then
+    redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', minid))
+  end
+end
+if created == 1 then
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'seq', seq)
+else
+  redis.call('HSET', KEYS[2], 'seq', seq)
+end
+for i = 1, #keep, 2 do
+  redis.call('SET', ARGV[7] .. keep[i], keep[i + 1], 'PX', idem)
+end
+for i = 1, #frames do
+  redis.call(ARGV[2], ARGV[1], frames[i])
+end
+return out
+`
+
+var publishSHA = func() string {
+	h := sha1.Sum([]byte(publishScript))
+	return hex.EncodeToString(h[:])
+}()
+
+// frameSize is the size at which the script starts a new live frame.
+const frameSize = 64 << 10
+
+// Limits of one script call; a larger group of one topic is split into
+// several calls (in order, in the same pipeline).
+const (
+	maxCallEvents = 1000
+	maxCallBytes  = 8 << 20
+)
+
+// indexInterval is how often (at most) a transport refreshes a topic's score
+// in ns:topics. A topic whose epoch the script just created is indexed at
+// once, whatever the interval.
+const indexInterval = time.Second
+
+// call is one script invocation: events of one topic, by index in the
+// caller's slice.
+type call struct {
+	topic string
+	idx   []int
+	cmd   *redis.Cmd
+}
+
+// check validates msg before anything is sent.
+func (t *Transport) check(msg *transport.Message) error {
+	if err := transport.ValidateTopic(msg.Topic); err != nil {
+		return fmt.Errorf("redistransport: publish: %w", err)
+	}
+	if len(msg.Data) > t.cfg.maxSize {
+		return fmt.Errorf("redistransport: publish to %q: %d bytes, the limit is %d (WithMaxSize): %w",
+			msg.Topic, len(msg.Data), t.cfg.maxSize, transport.ErrTooLarge)
+	}
+	return nil
+}
+
+// appendPublish appends to p one script call that publishes msgs[idx...],
+// which all belong to topic, in order. This is the unit a coalescing
+// publisher batches: any number of calls (for any topics) can share one
+// pipeline; calls of one topic keep their order.
+func (t *Transport) appendPublish(ctx context.Context, p redis.Pipeliner, topic string, msgs []transport.Message, idx []int) *call {
+	c := &call{topic: topic, idx: idx}
+	c.cmd = p.EvalSha(ctx, publishSHA, t.scriptKeys(topic), t.scriptArgs(topic, msgs, idx)...)
+	return c
+}
+
+func (t *Transport) scriptKeys(topic string) []string {
+	ch := t.channel(topic)
+	return []string{ch + ":log", ch + ":meta"}
+}
+
+func (t *Transport) scriptArgs(topic string, msgs []transport.Message, idx []int) []any {
+	idem := t.cfg.idemWindow > 0
+	n := len(idx)
+	if idem {
+		n *= 2
+	}
+	args := make([]any, 0, 8+n)
+	pub := "PUBLISH"
+	if t.cfg.sharded {
+		pub = "SPUBLISH"
+	}
+	ch := t.channel(topic)
+	args = append(args, ch, pub, t.cfg.maxLen, t.cfg.maxAge.Milliseconds(), salt(),
+		t.cfg.idemWindow.Milliseconds(), ch+":idem:", frameSize)
+	for _, i := range idx {
+		if idem {
+			args = append(args, msgs[i].ID)
+		}
+		args = append(args, msgs[i].Data)
+	}
+	return args
+}
+
+// salt returns 8 random hex digits for a new epoch.
+func salt() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// needsIndex reports whether topic's entry in ns:topics is due for a
+// refresh, and marks it refreshed.
+func (t *Transport) needsIndex(topic string, now int64) bool {
+	v, ok := t.indexed.Load(topic)
+	if !ok {
+		v, _ = t.indexed.LoadOrStore(topic, new(atomic.Int64))
+	}
+	last := v.(*atomic.Int64)
+	old := last.Load()
+	return now-old >= indexInterval.Milliseconds() && last.CompareAndSwap(old, now)
+}
+
+func (t *Transport) forgetIndex(topic string) { t.indexed.Delete(topic) }
+
+// Publish appends msg to its topic's backlog and publishes it live, in one
+// script call, and returns its position once Redis has executed it. When
+// the reply is lost, go-redis may retry, which can write the event twice
+// (with two seqs) unless WithIdempotency is on.
+func (t *Transport) Publish(ctx context.Context, msg transport.Message) (transport.Position, error) {
+	if t.isClosed() {
+		return transport.Position{}, errClosed("publish")
+	}
+	if err := t.check(&msg); err != nil {
+		return transport.Position{}, err
+	}
+	msgs := []transport.Message{msg}
+	pos := make([]transport.Position, 1)
+	failed, err := t.publish(ctx, msgs, [][]int{{0}}, pos)
+	if len(failed) > 0 {
+		return transport.Position{}, err
+	}
+	return pos[0], nil
+}
+
+// PublishBatch publishes msgs: one script call per topic (split beyond 1000
+// events or 8 MiB), all in one pipeline round trip, in order per topic.
+// Invalid messages (bad topic, too large) are listed in the
+// *transport.BatchError and not sent; the valid ones are still written.
+// Events of a script call that failed, or whose reply was lost, are listed
+// as failed too.
+func (t *Transport) PublishBatch(ctx context.Context, msgs []transport.Message) ([]transport.Position, error) {
+	if t.isClosed() {
+		return nil, errClosed("publish batch")
+	}
+	positions := make([]transport.Position, len(msgs))
+	var bad []int
+	var firstErr error
+	groups := make(map[string]int) // topic -> index in order
+	var order [][]int
+	var sizes []int
+	for i := range msgs {
+		if err := t.check(&msgs[i]); err != nil {
+			bad = append(bad, i)
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		g, ok := groups[msgs[i].Topic]
+		if !ok || len(order[g]) >= maxCallEvents || sizes[g]+len(msgs[i].Data) > maxCallBytes {
+			g = len(order)
+			groups[msgs[i].Topic] = g
+			order = append(order, nil)
+			sizes = append(sizes, 0)
+		}
+		order[g] = append(order[g], i)
+		sizes[g] += len(msgs[i].Data)
+	}
+	var failed []int
+	if len(order) > 0 {
+		f, err := t.publish(ctx, msgs, order, positions)
+		failed = f
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if len(bad)+len(failed) == 0 {
+		return positions, nil
+	}
+	all := append(bad, failed...)
+	slices.Sort(all)
+	return positions, &transport.BatchError{Failed: all, Err: firstErr}
+}
+
+// publish runs the script calls for groups (each a list of indexes of msgs
+// of one topic) and fills positions. It returns the indexes not written and
+// the first error.
+func (t *Transport) publish(ctx context.Context, msgs []transport.Message, groups [][]int, positions []transport.Position) ([]int, error) {
+	now := time.Now().UnixMilli()
+	var index []string
+	for _, g := range groups {
+		topic := msgs[g[0]].Topic
+		if t.needsIndex(topic, now) {
+			index = append(index, topic)
+		}
+	}
+	calls := make([]*call, len(groups))
+	var zadd *redis.IntCmd
+	if len(groups) == 1 && len(index) == 0 {
+		// The common case: one command, no pipeline.
+		topic := msgs[groups[0][0]].Topic
+		c := &call{topic: topic, idx: groups[0]}
+		c.cmd = t.rdb.EvalSha(ctx, publishSHA, t.scriptKeys(topic), t.scriptArgs(topic, msgs, groups[0])...)
+		calls[0] = c
+	} else {
+		p := t.rdb.Pipeline()
+		for i, g := range groups {
+			calls[i] = t.appendPublish(ctx, p, msgs[g[0]].Topic, msgs, g)
+		}
+		if len(index) > 0 {
+			zadd = p.ZAdd(ctx, t.topicsKey, t.members(index, now)...)
+		}
+		_, _ = p.Exec(ctx) // errors are read per command below
+	}
+	// Calls refused with NOSCRIPT were not run: run them again with EVAL,
+	// which also loads the script (on the node that owns the slot).
+	var retry []*call
+	for _, c := range calls {
+		if err := c.cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			retry = append(retry, c)
+		}
+	}
+	if len(retry) == 1 {
+		c := retry[0]
+		c.cmd = t.rdb.Eval(ctx, publishScript, t.scriptKeys(c.topic), t.scriptArgs(c.topic, msgs, c.idx)...)
+	} else if len(retry) > 1 {
+		p := t.rdb.Pipeline()
+		for _, c := range retry {
+			c.cmd = p.Eval(ctx, publishScript, t.scriptKeys(c.topic), t.scriptArgs(c.topic, msgs, c.idx)...)
+		}
+		_, _ = p.Exec(ctx)
+	}
+	var failed []int
+	var firstErr error
+	var created []string
+	for _, c := range calls {
+		isNew, err := t.readResult(c, positions)
+		if err != nil {
+			failed = append(failed, c.idx...)
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if isNew && !slices.Contains(index, c.topic) {
+			created = append(created, c.topic)
+		}
+	}
+	if zadd != nil && zadd.Err() != nil {
+		for _, topic := range index {
+			t.forgetIndex(topic) // try again next time
+		}
+		t.log.Warn("redistransport: indexing topics failed", "key", t.topicsKey, "err", zadd.Err())
+	}
+	if len(created) > 0 {
+		// A new topic must be listed by Topics as soon as Publish returns.
+		if err := t.rdb.ZAdd(ctx, t.topicsKey, t.members(created, now)...).Err(); err != nil {
+			for _, topic := range created {
+				t.forgetIndex(topic)
+			}
+			t.log.Warn("redistransport: indexing new topics failed", "key", t.topicsKey, "err", err)
+		}
+	}
+	return failed, firstErr
+}
+
+func (t *Transport) members(topics []string, now int64) []redis.Z {
+	zs := make([]redis.Z, len(topics))
+	for i, topic := range topics {
+		zs[i] = redis.Z{Score: float64(now), Member: topic}
+	}
+	return zs
+}
+
+// readResult parses the script's reply into positions.
+func (t *Transport) readResult(c *call, positions []transport.Position) (created bool, err error) {
+	res, err := c.cmd.Slice()
+	if err != nil {
+		return false, wrapErr("publish to", c.topic, err)
+	}
+	if len(res) != 1+3*len(c.idx) {
+		return false, fmt.Errorf("redistransport: publish to %q: script returned %d values for %d events", c.topic, len(res), len(c.idx))
+	}
+	flag, _ := res[0].(int64)
+	for k, i := range c.idx {
+		epoch, _ := res[1+3*k].(string)
+		seq, _ := res[2+3*k].(int64)
+		id, _ := res[3+3*k].(string)
+		if epoch == "" || seq <= 0 || id == "" {
+			return false, fmt.Errorf("redistransport: publish to %q: bad script reply %v", c.topic, res[1+3*k:4+3*k])
+		}
+		positions[i] = transport.Position{Epoch: epoch, Seq: uint64(seq), ID: id}
+	}
+	return flag == 1, nil
+}
+

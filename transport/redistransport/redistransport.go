@@ -1,0 +1,220 @@
+// Package redistransport is the Redis implementation of transport.Transport,
+// on a caller-provided redis.UniversalClient (standalone, Sentinel or
+// Cluster) that it never closes. Redis 6.2 or newer is required (7.0 for
+// WithShardedPubSub).
+//
+// # Redis layout
+//
+// These names are stable: changing one is a data migration. ns is the
+// namespace (WithNamespace, default "durabus"), T a topic name. Every key and
+// the channel of a topic carry the hash tag {T}, so that the publish script
+// touches one slot and the layout works unchanged on Redis Cluster.
+//
+//	ns:{T}:log         Stream   the backlog; entry id assigned by Redis (XADD *),
+//	                            fields "seq" (decimal) and "e" (envelope JSON)
+//	ns:{T}:meta        Hash     "epoch" (made when the log is (re)created),
+//	                            "seq" (the last sequence number handed out)
+//	ns:{T}:idem:<id>   String   "epoch seq streamid" of the first publish of
+//	                            event <id>; only with WithIdempotency, expires
+//	                            after the window
+//	ns:{T}             channel  live frames (PUBLISH, or SPUBLISH when sharded)
+//	ns:topics          ZSet     topic -> last publish time, Unix ms (client clock);
+//	                            written beside the script (another slot)
+//	ns:consumer:<name> Hash     topic -> Position.String() of a durable consumer
+//
+// # Live frames
+//
+// One PUBLISH carries one or more consecutive events of one topic:
+//
+//	v1 <epoch> <first-seq> <count>\n
+//	<stream-id> <length>\n<length bytes of envelope>     (count times)
+//
+// Event i (from 0) has seq first-seq+i. The header is ASCII, the envelope is
+// copied as is. A frame parses without JSON, and the envelope is copied once
+// (out of the string go-redis returns). The script starts a new frame when
+// one reaches 64 KiB, so a batch never makes one huge message.
+//
+// # Epochs and a lost meta hash
+//
+// The epoch is hex(Redis TIME seconds) followed by 8 random hex digits from
+// the client. When the meta hash is missing while the log survives (it was
+// evicted, or deleted by hand), the script makes a new epoch and continues
+// the sequence after the seq of the log's last entry: no seq is handed out
+// twice under one epoch, and followers see the epoch change and resync.
+//
+// # Junk in the backlog
+//
+// A log entry without a decimal "seq" and an "e" field (written by
+// something other than durabus) has no position: Range, Seek and Head skip
+// it, count it in Stats().JunkEntries and log it (WithLogger). A live frame
+// that does not parse becomes a transport.Malformed event and is counted;
+// the subscription goes on.
+package redistransport
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/durabus/durabus/transport"
+)
+
+var _ transport.Transport = (*Transport)(nil)
+
+// Transport is the Redis transport. It is safe for concurrent use. Close
+// ends its subscriptions but never closes the client passed to New.
+type Transport struct {
+	rdb redis.UniversalClient
+	cfg config
+	log *slog.Logger
+
+	topicsKey    string
+	consumerBase string
+
+	indexed sync.Map // topic -> *atomic.Int64: last ZADD to ns:topics, Unix ms
+
+	mu     sync.Mutex
+	closed bool
+	subs   map[*subscription]struct{}
+
+	stats counters
+}
+
+type counters struct {
+	malformed, dropped, junk, reconnects, stalls atomic.Uint64
+}
+
+// Stats are cumulative counters of a Transport, for metrics.
+type Stats struct {
+	// MalformedFrames counts live messages on durabus channels that did not
+	// parse (delivered as transport.Malformed events, or dropped).
+	MalformedFrames uint64
+	// DroppedFrames counts live events not delivered because a receiver
+	// was too slow (each signalled by transport.Dropped).
+	DroppedFrames uint64
+	// JunkEntries counts backlog entries skipped because they have no valid
+	// "seq" or "e" field. An entry read twice is counted twice.
+	JunkEntries uint64
+	// Reconnects counts Reconnected signals; Stalls counts Stalled signals.
+	Reconnects, Stalls uint64
+}
+
+// Stats returns the transport's counters. Safe for concurrent use.
+func (t *Transport) Stats() Stats {
+	return Stats{
+		MalformedFrames: t.stats.malformed.Load(),
+		DroppedFrames:   t.stats.dropped.Load(),
+		JunkEntries:     t.stats.junk.Load(),
+		Reconnects:      t.stats.reconnects.Load(),
+		Stalls:          t.stats.stalls.Load(),
+	}
+}
+
+// New returns a transport on rdb. It does no I/O: the publish script is
+// loaded on first use. Invalid options are all reported in one error
+// wrapping transport.ErrInvalidOption.
+func New(rdb redis.UniversalClient, opts ...Option) (*Transport, error) {
+	if rdb == nil {
+		return nil, fmt.Errorf("redistransport: %w: nil redis client", transport.ErrInvalidOption)
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Transport{
+		rdb:          rdb,
+		cfg:          cfg,
+		log:          log,
+		topicsKey:    cfg.namespace + ":topics",
+		consumerBase: cfg.namespace + ":consumer:",
+		subs:         make(map[*subscription]struct{}),
+	}, nil
+}
+
+// Keys returns the Redis key of topic's log, its meta hash and its channel
+// (see the package doc). For operations and tests.
+func (t *Transport) Keys(topic string) (log, meta, channel string) {
+	ch := t.channel(topic)
+	return ch + ":log", ch + ":meta", ch
+}
+
+func (t *Transport) channel(topic string) string {
+	return t.cfg.namespace + ":{" + topic + "}"
+}
+
+// topicOf returns the topic of one of our channels.
+func (t *Transport) topicOf(channel string) (string, bool) {
+	ns := t.cfg.namespace
+	if len(channel) < len(ns)+4 || !strings.HasPrefix(channel, ns) || channel[len(ns)] != ':' ||
+		channel[len(ns)+1] != '{' || channel[len(channel)-1] != '}' {
+		return "", false
+	}
+	topic := channel[len(ns)+2 : len(channel)-1]
+	if transport.ValidateTopic(topic) != nil {
+		return "", false
+	}
+	return topic, true
+}
+
+func (t *Transport) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+func errClosed(op string) error { return fmt.Errorf("redistransport: %s: %w", op, transport.ErrClosed) }
+
+// Close ends every subscription (their Err becomes transport.ErrClosed) and
+// waits for their goroutines. After Close every method returns an error
+// wrapping transport.ErrClosed, Close included. The Redis client stays open.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return errClosed("close")
+	}
+	t.closed = true
+	subs := make([]*subscription, 0, len(t.subs))
+	for s := range t.subs {
+		subs = append(subs, s)
+	}
+	t.mu.Unlock()
+	for _, s := range subs {
+		s.shutdown(transport.ErrClosed)
+	}
+	for _, s := range subs {
+		s.wg.Wait()
+	}
+	return nil
+}
+
+// wrapErr adds context, and a hint when Redis refused for lack of rights.
+func wrapErr(op, topic string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var hint string
+	if strings.HasPrefix(err.Error(), "NOPERM") {
+		hint = " (the Redis user lacks a right durabus needs; see the ACL line in docs/operations.md)"
+	}
+	if topic != "" {
+		return fmt.Errorf("redistransport: %s %q: %w%s", op, topic, err, hint)
+	}
+	return fmt.Errorf("redistransport: %s: %w%s", op, err, hint)
+}
+
+func isNil(err error) bool { return errors.Is(err, redis.Nil) }
