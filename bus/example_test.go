@@ -1,0 +1,124 @@
+package bus_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/durabus/durabus/bus"
+	"github.com/durabus/durabus/transport/memtransport"
+)
+
+type UserSignedUp struct {
+	Email string `json:"email"`
+}
+
+func (UserSignedUp) EventType() string { return "user.signed_up" }
+
+// runUntil runs b until n events were handled, then closes it.
+func runUntil(b *bus.Bus, handled <-chan struct{}, n int) {
+	go b.Run(context.Background())
+	for range n {
+		<-handled
+	}
+	b.Close()
+}
+
+func ExampleNew() {
+	tr := memtransport.New() // redistransport.New(rdb) for Redis
+	defer tr.Close()
+	b, err := bus.New(tr, bus.WithSource("signup-service"))
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+	pos, err := b.Publish(context.Background(), UserSignedUp{Email: "ada@example.com"})
+	fmt.Println(pos.Seq, err)
+	// Output: 1 <nil>
+}
+
+func ExampleSubscribe() {
+	tr := memtransport.New()
+	defer tr.Close()
+	b, _ := bus.New(tr)
+	ctx := context.Background()
+	// Events published before the subscription started, replayed from the
+	// backlog.
+	b.Publish(ctx, UserSignedUp{Email: "ada@example.com"})
+	b.Publish(ctx, UserSignedUp{Email: "grace@example.com"})
+
+	handled := make(chan struct{})
+	bus.Subscribe(b, func(ctx context.Context, e *UserSignedUp) error {
+		m, _ := bus.MessageFrom(ctx)
+		fmt.Printf("seq %d: %s (replayed %v)\n", m.Position.Seq, e.Email, m.Replayed)
+		handled <- struct{}{}
+		return nil
+	}, bus.StartAt(bus.Beginning()))
+	runUntil(b, handled, 2)
+	// Output:
+	// seq 1: ada@example.com (replayed true)
+	// seq 2: grace@example.com (replayed true)
+}
+
+func ExampleBus_Publish() {
+	tr := memtransport.New()
+	defer tr.Close()
+	b, _ := bus.New(tr, bus.WithRoute("user.signed_up", "users"))
+	defer b.Close()
+	for _, email := range []string{"ada@example.com", "grace@example.com"} {
+		pos, err := b.Publish(context.Background(), UserSignedUp{Email: email})
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println("durable at seq", pos.Seq, "of topic", b.TopicOf("user.signed_up"))
+	}
+	// Output:
+	// durable at seq 1 of topic users
+	// durable at seq 2 of topic users
+}
+
+func ExampleSince() {
+	tr := memtransport.New()
+	defer tr.Close()
+	b, _ := bus.New(tr)
+	ctx := context.Background()
+	b.Publish(ctx, UserSignedUp{Email: "old@example.com"})
+	time.Sleep(2 * time.Millisecond)
+	cut := time.Now()
+	b.Publish(ctx, UserSignedUp{Email: "new@example.com"})
+
+	for m, err := range b.Events(ctx, "user.signed_up", bus.StartAt(bus.Since(cut))) {
+		if err != nil {
+			panic(err)
+		}
+		var e UserSignedUp
+		m.Bind(&e)
+		fmt.Println(e.Email)
+		break
+	}
+	// Output: new@example.com
+}
+
+func ExampleWithConsumer() {
+	tr := memtransport.New()
+	defer tr.Close()
+	ctx := context.Background()
+	work := func(label string, n int) {
+		b, _ := bus.New(tr, bus.WithConsumer("mailer"))
+		handled := make(chan struct{})
+		bus.Subscribe(b, func(ctx context.Context, e *UserSignedUp) error {
+			fmt.Println(label, e.Email)
+			handled <- struct{}{}
+			return nil
+		}, bus.StartAt(bus.Beginning()))
+		runUntil(b, handled, n) // Close saves the checkpoint
+	}
+	pub, _ := bus.New(tr)
+	pub.Publish(ctx, UserSignedUp{Email: "ada@example.com"})
+	work("first run:", 1)
+	pub.Publish(ctx, UserSignedUp{Email: "grace@example.com"})
+	work("after restart:", 1) // resumes after its checkpoint
+	// Output:
+	// first run: ada@example.com
+	// after restart: grace@example.com
+}
