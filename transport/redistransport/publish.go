@@ -405,4 +405,3 @@ func (t *Transport) readResult(c *call, positions []transport.Position) (created
 	}
 	return flag == 1, nil
 }
-

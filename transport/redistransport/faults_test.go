@@ -1,0 +1,342 @@
+package redistransport_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/durabus/durabus/internal/redistest"
+	"github.com/durabus/durabus/transport"
+	"github.com/durabus/durabus/transport/redistransport"
+)
+
+func TestReconnectedAfterClientKill(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	tr := newTransport(t, srv.Client(t))
+	ctx := testCtx(t)
+	sub, err := tr.Subscribe(ctx, "kill.me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // a steady stream of publishes
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			_, _ = tr.Publish(ctx, message("kill.me", i))
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+
+	waitKind(t, sub, transport.Frame, 5*time.Second)
+	for round := 0; round < 3; round++ {
+		killed := time.Now()
+		n, err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+		if err != nil || n != 1 {
+			t.Fatalf("CLIENT KILL TYPE pubsub: %d, %v", n, err)
+		}
+		waitKind(t, sub, transport.Reconnected, time.Second)
+		t.Logf("round %d: Reconnected %v after CLIENT KILL", round, time.Since(killed).Round(time.Millisecond))
+		waitKind(t, sub, transport.Frame, 2*time.Second) // live again
+	}
+	if got := tr.Stats().Reconnects; got != 3 {
+		t.Errorf("Stats().Reconnects = %d, want 3", got)
+	}
+}
+
+func TestStalledOnBlackhole(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := redistest.StartProxy(t, srv.Addr())
+	viaProxy := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ReadTimeout: 300 * time.Millisecond, DialTimeout: 300 * time.Millisecond})
+	t.Cleanup(func() { _ = viaProxy.Close() })
+	const interval, timeout = 200 * time.Millisecond, 200 * time.Millisecond
+	subTr := newTransport(t, viaProxy, redistransport.WithProbe(interval, timeout))
+	pubTr := newTransport(t, srv.Client(t))
+	ctx := testCtx(t)
+	sub, err := subTr.Subscribe(ctx, "hole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if _, err := pubTr.Publish(ctx, message("hole", 1)); err != nil {
+		t.Fatal(err)
+	}
+	waitKind(t, sub, transport.Frame, 5*time.Second)
+
+	proxy.Blackhole(t)
+	holed := time.Now()
+	ev := waitKind(t, sub, transport.Stalled, 3*time.Second)
+	t.Logf("Stalled %v after the black hole (probe %v + %v): %v", time.Since(holed).Round(time.Millisecond), interval, timeout, ev.Err)
+	if ev.Err == nil {
+		t.Error("Stalled without Err")
+	}
+
+	proxy.Heal(t)
+	healed := time.Now()
+	waitKind(t, sub, transport.Reconnected, 5*time.Second)
+	t.Logf("Reconnected %v after healing", time.Since(healed).Round(time.Millisecond))
+	pos, err := pubTr.Publish(ctx, message("hole", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitKind(t, sub, transport.Frame, 5*time.Second)
+	if got.Delivery.Position != pos {
+		t.Fatalf("frame at %v, want %v", got.Delivery.Position, pos)
+	}
+}
+
+func TestDroppedExactRange(t *testing.T) {
+	srv := redistest.Start(t)
+	const buffer = 4
+	tr := newTransport(t, srv.Client(t), redistransport.WithBufferSize(buffer))
+	ctx := testCtx(t)
+	sub, err := tr.Subscribe(ctx, "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	const n = 100
+	for i := 1; i <= n; i++ {
+		if _, err := tr.Publish(ctx, message("slow", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The receiver reads nothing: the queue (4), the Events channel (16) and
+	// the dispatcher's hand (1) hold 21 frames; 79 are dropped.
+	const held = buffer + 16 + 1
+	deadline := time.Now().Add(5 * time.Second)
+	for tr.Stats().DroppedFrames < n-held {
+		if time.Now().After(deadline) {
+			t.Fatalf("dropped %d frames, want %d", tr.Stats().DroppedFrames, n-held)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for seq := uint64(1); seq <= held; seq++ {
+		ev := next(t, sub, time.Second)
+		if ev.Kind != transport.Frame || ev.Delivery.Position.Seq != seq {
+			t.Fatalf("event %d: %v seq %d, want frame seq %d", seq, ev.Kind, ev.Delivery.Position.Seq, seq)
+		}
+	}
+	ev := next(t, sub, time.Second)
+	if ev.Kind != transport.Dropped || ev.Topic != "slow" || ev.From != held+1 || ev.To != n || ev.Epoch == "" {
+		t.Fatalf("got %+v, want Dropped slow %d..%d", ev, held+1, n)
+	}
+	t.Logf("published %d to a receiver that read nothing: %d frames held, Dropped %d..%d", n, held, ev.From, ev.To)
+	pos, err := tr.Publish(ctx, message("slow", n+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, sub, time.Second); ev.Kind != transport.Frame || ev.Delivery.Position != pos {
+		t.Fatalf("after the drop: %+v, want frame %v", ev, pos)
+	}
+}
+
+func TestAOFRestartKeepsAcknowledged(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithAOF())
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	tr := newTransport(t, rdb)
+	ctx := testCtx(t)
+
+	var mu sync.Mutex
+	acked := map[uint64]transport.Position{}
+	var failures int
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				pos, err := tr.Publish(ctx, message("aof", i))
+				mu.Lock()
+				if err == nil {
+					acked[pos.Seq] = pos
+				} else {
+					failures++
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	srv.Kill(t) // SIGKILL while publishing
+	time.Sleep(100 * time.Millisecond)
+	srv.Restart(t)
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	held := map[uint64]transport.Position{}
+	for _, d := range rangeAll(t, tr, "aof") {
+		held[d.Position.Seq] = d.Position
+	}
+	lost := 0
+	for seq, pos := range acked {
+		if held[seq] != pos {
+			lost++
+		}
+	}
+	t.Logf("acknowledged %d (failed calls %d), backlog holds %d after SIGKILL + restart; lost %d", len(acked), failures, len(held), lost)
+	if lost > 0 || len(acked) == 0 || failures == 0 {
+		t.Fatalf("lost %d of %d acknowledged events (failures %d)", lost, len(acked), failures)
+	}
+}
+
+func TestMalformedFrameAndJunkEntry(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	tr := newTransport(t, srv.Client(t))
+	ctx := testCtx(t)
+	sub, err := tr.SubscribePattern(ctx, "junk.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	p1, err := tr.Publish(ctx, message("junk.a", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, ch := tr.Keys("junk.a")
+	for _, garbage := range []string{"hello", "v1 e 1 1\nbroken", "v1 e x 1\n", ""} {
+		if err := admin.Publish(ctx, ch, garbage).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logKey, _, _ := tr.Keys("junk.a")
+	if err := admin.XAdd(ctx, &redis.XAddArgs{Stream: logKey, Values: []string{"foo", "bar"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := tr.Publish(ctx, message("junk.a", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, sub, 5*time.Second); ev.Kind != transport.Frame || ev.Delivery.Position != p1 {
+		t.Fatalf("got %+v, want frame %v", ev, p1)
+	}
+	for i := 0; i < 4; i++ {
+		ev := next(t, sub, 5*time.Second)
+		if ev.Kind != transport.Malformed || ev.Topic != "junk.a" || ev.Err == nil {
+			t.Fatalf("garbage %d: got %+v, want Malformed for junk.a", i, ev)
+		}
+		t.Logf("Malformed: %v", ev.Err)
+	}
+	if ev := next(t, sub, 5*time.Second); ev.Kind != transport.Frame || ev.Delivery.Position != p2 {
+		t.Fatalf("got %+v, want frame %v after the garbage", ev, p2)
+	}
+	if got := tr.Stats().MalformedFrames; got != 4 {
+		t.Errorf("MalformedFrames = %d, want 4", got)
+	}
+
+	// The junk log entry is skipped by Range without shortening the page.
+	page, err := tr.Range(ctx, "junk.a", transport.Position{}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Events) != 2 || page.Events[0].Position != p1 || page.Events[1].Position != p2 {
+		t.Fatalf("Range: %+v, want %v and %v", page.Events, p1, p2)
+	}
+	page, err = tr.Range(ctx, "junk.a", p1, 10)
+	if err != nil || len(page.Events) != 1 || page.Events[0].Position != p2 {
+		t.Fatalf("Range after %v: %+v, %v; want %v", p1, page.Events, err, p2)
+	}
+	if tr.Stats().JunkEntries == 0 {
+		t.Error("JunkEntries not counted")
+	}
+	// A publish after junk at the log's tail still numbers correctly.
+	if err := admin.XAdd(ctx, &redis.XAddArgs{Stream: logKey, Values: []string{"seq", "x"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p3, err := tr.Publish(ctx, message("junk.a", 3))
+	if err != nil || p3.Seq != 3 || p3.Epoch != p1.Epoch {
+		t.Fatalf("publish after junk: %v, %v", p3, err)
+	}
+}
+
+func TestMetaLostStartsNewEpochWithoutReusingSeq(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	tr := newTransport(t, srv.Client(t))
+	ctx := testCtx(t)
+	var old transport.Position
+	for i := 1; i <= 3; i++ {
+		p, err := tr.Publish(ctx, message("meta", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = p
+	}
+	_, metaKey, _ := tr.Keys("meta")
+	if err := admin.Del(ctx, metaKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Head(ctx, "meta"); !errors.Is(err, transport.ErrUnknownTopic) {
+		t.Fatalf("Head without meta: %v, want ErrUnknownTopic", err)
+	}
+	p, err := tr.Publish(ctx, message("meta", 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Epoch == old.Epoch || p.Seq != 4 {
+		t.Fatalf("after losing meta: %v; want a new epoch and seq 4 (old %v)", p, old)
+	}
+	all := rangeAll(t, tr, "meta")
+	if len(all) != 4 {
+		t.Fatalf("Range: %d events, want 4", len(all))
+	}
+	for i, d := range all {
+		if d.Position.Seq != uint64(i+1) || d.Position.Epoch != p.Epoch {
+			t.Fatalf("event %d at %v", i, d.Position)
+		}
+	}
+	t.Logf("meta deleted after seq %d of epoch %s: next publish got %v", old.Seq, old.Epoch, p)
+}
+
+func TestNewValidatesAllOptions(t *testing.T) {
+	srv := redistest.Start(t)
+	_, err := redistransport.New(srv.Client(t),
+		redistransport.WithNamespace("a b"),
+		redistransport.WithMaxLen(-1),
+		redistransport.WithMaxSize(0),
+		redistransport.WithBufferSize(0),
+		redistransport.WithProbe(0, time.Second),
+	)
+	if !errors.Is(err, transport.ErrInvalidOption) {
+		t.Fatalf("err = %v, want ErrInvalidOption", err)
+	}
+	for _, want := range []string{"namespace", "WithMaxLen", "WithMaxSize", "WithBufferSize", "WithProbe"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s: %v", want, err)
+		}
+	}
+	tr, err := redistransport.New(srv.Client(t), redistransport.WithShardedPubSub(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := tr.SubscribePattern(context.Background(), "x.*"); !errors.Is(err, transport.ErrInvalidOption) {
+		t.Fatalf("SubscribePattern with sharded Pub/Sub: %v, want ErrInvalidOption", err)
+	}
+}
