@@ -120,7 +120,7 @@ func (e *Envelope) checkForEncode() error {
 }
 
 func (e *Envelope) sizeHint() int {
-	n := 200 + len(e.Source) + len(e.Type) + len(e.Subject) + len(e.DataSchema) +
+	n := 288 + len(e.Source) + len(e.Type) + len(e.Subject) + len(e.DataSchema) +
 		len(e.TraceParent) + len(e.TraceState) + len(e.Data)
 	for k, v := range e.Extensions {
 		n += len(k) + len(v) + 6

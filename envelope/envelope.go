@@ -341,11 +341,8 @@ func checkDataSchema(s string) *FieldError {
 }
 
 func checkData(data []byte) *FieldError {
-	if !json.Valid(data) {
-		return fieldErr("data", ErrSyntax, "data is not valid JSON")
-	}
-	if !utf8.Valid(data) {
-		return fieldErr("data", ErrSyntax, "invalid UTF-8")
+	if !isValidJSON(data) {
+		return fieldErr("data", ErrSyntax, "not valid JSON (or invalid UTF-8, or nested deeper than 10000)")
 	}
 	return nil
 }
