@@ -1,0 +1,96 @@
+package redistransport_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/durabus/durabus/internal/redistest"
+	"github.com/durabus/durabus/transport"
+	"github.com/durabus/durabus/transport/redistransport"
+)
+
+// aclRules is the minimal ACL of a durabus user (also in docs/operations.md).
+const aclRules = "resetchannels ~durabus:* &durabus:* -@all " +
+	"+evalsha +eval +hmget +time +xrevrange +xadd +xtrim +hset +get +set +publish " +
+	"+multi +exec +hget +xrange +exists +zrange +zadd +hgetall " +
+	"+subscribe +psubscribe +unsubscribe +punsubscribe +ping"
+
+func TestACLMinimalUser(t *testing.T) {
+	srv := redistest.Start(t,
+		// Redis checks a PSUBSCRIBE pattern literally against the channel
+		// rules: each pattern durabus subscribes to must be listed.
+		redistest.WithACL("app on >app-secret "+aclRules+" &durabus:{acl.*}"),
+		redistest.WithACL("other on >other-secret ~other:* &other:* +@all"))
+	client := func(user, pw string) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: user, Password: pw})
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	ctx := testCtx(t)
+	// Everything durabus does, with the idempotency window and age
+	// retention on (they use GET, SET, TIME and XTRIM).
+	tr := newTransport(t, client("app", "app-secret"),
+		redistransport.WithIdempotency(time.Minute), redistransport.WithMaxAge(time.Hour))
+	sub, err := tr.Subscribe(ctx, "acl.a")
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	defer sub.Close()
+	psub, err := tr.SubscribePattern(ctx, "acl.*")
+	if err != nil {
+		t.Fatalf("SubscribePattern: %v", err)
+	}
+	defer psub.Close()
+	m := message("acl.a", 1)
+	p1, err := tr.Publish(ctx, m)
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if again, err := tr.Publish(ctx, m); err != nil || again != p1 {
+		t.Fatalf("re-Publish: %v, %v; want %v", again, err, p1)
+	}
+	if _, err := tr.PublishBatch(ctx, []transport.Message{message("acl.a", 2), message("acl.b", 1)}); err != nil {
+		t.Fatalf("PublishBatch: %v", err)
+	}
+	for _, s := range []transport.Subscription{sub, psub} {
+		if ev := waitKind(t, s, transport.Frame, 5*time.Second); ev.Delivery.Position != p1 {
+			t.Fatalf("frame %v, want %v", ev.Delivery.Position, p1)
+		}
+	}
+	if page, err := tr.Range(ctx, "acl.a", transport.Position{}, 10); err != nil || len(page.Events) != 2 {
+		t.Fatalf("Range: %d events, %v", len(page.Events), err)
+	}
+	if _, err := tr.Seek(ctx, "acl.a", time.Now().Add(-time.Minute)); err != nil {
+		t.Fatalf("Seek: %v", err)
+	}
+	if _, err := tr.Head(ctx, "acl.a"); err != nil {
+		t.Fatalf("Head: %v", err)
+	}
+	if topics, err := tr.Topics(ctx, "acl.*"); err != nil || len(topics) != 2 {
+		t.Fatalf("Topics: %v, %v", topics, err)
+	}
+	if err := tr.SaveCheckpoints(ctx, "billing", map[string]transport.Position{"acl.a": p1}); err != nil {
+		t.Fatalf("SaveCheckpoints: %v", err)
+	}
+	if cps, err := tr.LoadCheckpoints(ctx, "billing"); err != nil || cps["acl.a"] != p1 {
+		t.Fatalf("LoadCheckpoints: %v, %v", cps, err)
+	}
+
+	// A user without rights on durabus:* gets an error that says so.
+	other := newTransport(t, client("other", "other-secret"))
+	_, err = other.Publish(ctx, message("acl.a", 3))
+	if err == nil || !strings.Contains(err.Error(), "NOPERM") || !strings.Contains(err.Error(), "docs/operations.md") {
+		t.Fatalf("Publish as a user without rights: %v", err)
+	}
+	t.Logf("Publish without rights: %v", err)
+	if _, err := other.Subscribe(ctx, "acl.a"); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("Subscribe as a user without rights: %v", err)
+	}
+	if _, err := other.Range(ctx, "acl.a", transport.Position{}, 1); err == nil || errors.Is(err, transport.ErrUnknownTopic) {
+		t.Fatalf("Range as a user without rights: %v", err)
+	}
+}

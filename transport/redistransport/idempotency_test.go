@@ -1,0 +1,94 @@
+package redistransport_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/durabus/durabus/internal/redistest"
+	"github.com/durabus/durabus/transport"
+	"github.com/durabus/durabus/transport/redistransport"
+)
+
+// publishWithLostReply publishes m through a proxy that delays replies past
+// the client's read timeout, so go-redis gives up on the first attempt
+// (which Redis has executed) and retries after the proxy is healed.
+func publishWithLostReply(t *testing.T, idem time.Duration) (pos transport.Position, log []redis.XMessage, tr *redistransport.Transport) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	proxy := redistest.StartProxy(t, srv.Addr())
+	rdb := redis.NewClient(&redis.Options{
+		Addr: proxy.Addr(), ReadTimeout: 200 * time.Millisecond,
+		MaxRetries: 3, MinRetryBackoff: 400 * time.Millisecond, MaxRetryBackoff: 400 * time.Millisecond,
+	})
+	t.Cleanup(func() { _ = rdb.Close() })
+	var opts []redistransport.Option
+	if idem > 0 {
+		opts = append(opts, redistransport.WithIdempotency(idem))
+	}
+	tr = newTransport(t, rdb, opts...)
+	ctx := testCtx(t)
+	if _, err := tr.Publish(ctx, message("idem", 0)); err != nil { // loads the script
+		t.Fatal(err)
+	}
+	logKey, _, _ := tr.Keys("idem")
+
+	proxy.Latency(t, time.Second, 0)
+	done := make(chan error, 1)
+	m := message("idem", 1)
+	go func() {
+		var err error
+		pos, err = tr.Publish(ctx, m)
+		done <- err
+	}()
+	// Heal once the first attempt is written and its read timed out, before
+	// go-redis retries.
+	for admin.XLen(ctx, logKey).Val() < 2 {
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(250 * time.Millisecond)
+	proxy.Heal(t)
+	if err := <-done; err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	stats := admin.Info(ctx, "commandstats").Val()
+	if !strings.Contains(stats, "cmdstat_evalsha:calls=3") {
+		t.Fatalf("want 3 EVALSHA calls (1 + the lost one + its retry):\n%s", stats)
+	}
+	log, err := admin.XRange(context.Background(), logKey, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pos, log[1:], tr
+}
+
+func TestIdempotencyWindowAbsorbsRetriedWrite(t *testing.T) {
+	pos, log, _ := publishWithLostReply(t, time.Minute)
+	if len(log) != 1 {
+		t.Fatalf("log holds %d entries of the event, want 1", len(log))
+	}
+	if pos.Seq != 2 || pos.ID != log[0].ID {
+		t.Fatalf("Publish returned %v, want the first write (seq 2, id %s)", pos, log[0].ID)
+	}
+	t.Logf("reply lost, go-redis retried: one entry, Publish returned the first position %v", pos)
+}
+
+func TestWithoutIdempotencyRetryIsDetectable(t *testing.T) {
+	pos, log, _ := publishWithLostReply(t, 0)
+	if len(log) != 2 {
+		t.Fatalf("log holds %d entries of the event, want 2 (the retry wrote it again)", len(log))
+	}
+	id0 := envelopeID(t, []byte(log[0].Values["e"].(string)))
+	id1 := envelopeID(t, []byte(log[1].Values["e"].(string)))
+	seq0, seq1 := log[0].Values["seq"], log[1].Values["seq"]
+	if id0 != id1 || seq0 == seq1 {
+		t.Fatalf("duplicate entries: ids %s/%s seqs %v/%v; want the same id under two seqs", id0, id1, seq0, seq1)
+	}
+	if pos.Seq != 3 {
+		t.Fatalf("Publish returned %v, want the retry's seq 3", pos)
+	}
+	t.Logf("reply lost, go-redis retried: envelope %s at seq %v and %v; a follower dedupes by id", id0, seq0, seq1)
+}
