@@ -15,7 +15,7 @@ var ErrInvalidOption = errors.New("replay: invalid option")
 // Defaults of the follower's options.
 const (
 	DefaultPageSize           = 512
-	DefaultInboxSize          = 1024
+	DefaultInboxSize          = 256
 	DefaultHeadCheck          = 2 * time.Second
 	DefaultBackoffInitial     = 50 * time.Millisecond
 	DefaultBackoffMax         = 5 * time.Second
@@ -131,7 +131,7 @@ func WithPageSize(n int) Option {
 
 // WithInboxSize bounds the live frames queued per topic while its handler
 // is busy; beyond it frames are dropped and repaired from the backlog.
-// Default 1024.
+// Default 256.
 func WithInboxSize(n int) Option {
 	return func(c *config) {
 		if n < 1 {
