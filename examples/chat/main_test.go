@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/durabus/durabus/internal/redistest"
+)
+
+func TestChatLateJoinerGetsHistoryAndReturningUserGetsWhatHeMissed(t *testing.T) {
+	url := "redis://" + redistest.Start(t).Addr()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"--redis", url}, strings.NewReader(""), &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	t.Log("\n" + out.String())
+	seen := map[string][]string{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if who, rest, ok := strings.Cut(line, " | "); ok {
+			who = strings.TrimSpace(who)
+			seen[who] = append(seen[who], rest)
+		}
+	}
+	want := map[string][]string{
+		"alice": {"live    | alice: hi bob", "live    | bob: hi alice", "live    | alice: welcome carol",
+			"live    | alice: bob, are you there?", "live    | carol: he left", "live    | bob: sorry, train tunnel"},
+		"carol": {"history | alice: hi bob", "history | bob: hi alice", "live    | alice: welcome carol",
+			"live    | alice: bob, are you there?", "live    | carol: he left", "live    | bob: sorry, train tunnel"},
+		"bob": {"live    | alice: hi bob", "live    | bob: hi alice", "live    | alice: welcome carol",
+			"history | alice: bob, are you there?", "history | carol: he left", "live    | bob: sorry, train tunnel"},
+	}
+	for who, lines := range want {
+		if got := strings.Join(seen[who], "\n"); got != strings.Join(lines, "\n") {
+			t.Errorf("%s saw:\n%s\nwant:\n%s", who, got, strings.Join(lines, "\n"))
+		}
+	}
+}
+
+func TestChatUserSeesWhatWasSaidBeforeTheyJoined(t *testing.T) {
+	url := "redis://" + redistest.Start(t).Addr()
+	chatFor := func(user, typed string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		stdin, w := io.Pipe() // stays open, like a terminal
+		t.Cleanup(func() { w.Close() })
+		go io.WriteString(w, typed)
+		var out syncBuffer
+		if err := run(ctx, []string{"--redis", url, "--user", user}, stdin, &out); err != nil {
+			t.Fatalf("%s: %v", user, err)
+		}
+		return out.String()
+	}
+	chatFor("alice", "anyone here?\n")
+	if got := chatFor("bob", ""); !strings.Contains(got, "alice: anyone here?") {
+		t.Errorf("bob's screen:\n%s\nwant alice's earlier line", got)
+	}
+}
+
+type syncBuffer struct {
+	syncWriter
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
