@@ -13,10 +13,13 @@ import (
 )
 
 // deleteTopic removes a topic's log, meta hash and index entry, as an
-// operator would with DEL and ZREM.
-func deleteTopic(rdb redis.UniversalClient) func(t *testing.T, tr transport.Transport, topic string) {
+// operator would with DEL and ZREM, with a client of its own (closed after,
+// so that no goroutine of it outlives the subtest).
+func deleteTopic(newClient func() redis.UniversalClient) func(t *testing.T, tr transport.Transport, topic string) {
 	return func(t *testing.T, tr transport.Transport, topic string) {
 		t.Helper()
+		rdb := newClient()
+		defer rdb.Close()
 		rt := tr.(*redistransport.Transport)
 		logKey, metaKey, _ := rt.Keys(topic)
 		ctx := context.Background()
@@ -34,7 +37,7 @@ func deleteTopic(rdb redis.UniversalClient) func(t *testing.T, tr transport.Tran
 
 func TestConformanceStandalone(t *testing.T) {
 	srv := redistest.Start(t)
-	admin := srv.Client(t)
+	admin := func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: srv.Addr()}) }
 	transporttest.Run(t, func(t *testing.T) transport.Transport {
 		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 		t.Cleanup(func() { _ = rdb.Close() })
@@ -52,7 +55,7 @@ func TestConformanceStandalone(t *testing.T) {
 
 func TestConformanceCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
-	admin := cl.Client(t)
+	admin := func() redis.UniversalClient { return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()}) }
 	transporttest.Run(t, func(t *testing.T) transport.Transport {
 		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
 		t.Cleanup(func() { _ = rdb.Close() })
@@ -64,6 +67,23 @@ func TestConformanceCluster(t *testing.T) {
 	}, transporttest.Features{
 		MaxSize:     redistransport.DefaultMaxSize,
 		Patterns:    true,
+		DeleteTopic: deleteTopic(admin),
+	})
+}
+
+func TestConformanceClusterSharded(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	admin := func() redis.UniversalClient { return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()}) }
+	transporttest.Run(t, func(t *testing.T) transport.Transport {
+		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+		t.Cleanup(func() { _ = rdb.Close() })
+		tr, err := redistransport.New(rdb, redistransport.WithShardedPubSub(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}, transporttest.Features{
+		MaxSize:     redistransport.DefaultMaxSize,
 		DeleteTopic: deleteTopic(admin),
 	})
 }
