@@ -405,3 +405,58 @@ func TestRedisDurableWorkerKilledWithSIGKILLResumesFromItsCheckpoint(t *testing.
 		t.Errorf("%d duplicates, want exactly the %d events after the checkpoint", dups, wantDups)
 	}
 }
+
+func TestRedisRolledBackWritesAreReportedAndReusedSeqsDelivered(t *testing.T) {
+	// Simulate what a crash with appendfsync everysec does: the last 5
+	// entries and their seqs vanish, and new events get those seqs again.
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	tr := redisTransport(t, rdb)
+	ctx := context.Background()
+	pub, _ := bus.New(tr)
+	var mu sync.Mutex
+	var losses []*replay.LossError
+	sub, _ := bus.New(tr, fast, bus.WithOnLoss(func(e *replay.LossError) { mu.Lock(); losses = append(losses, e); mu.Unlock() }))
+	var got []int
+	bus.Subscribe(sub, func(_ context.Context, e *Tick) error { mu.Lock(); got = append(got, e.N); mu.Unlock(); return nil })
+	start(t, sub)
+	for i := 1; i <= 10; i++ {
+		pub.Publish(ctx, Tick{N: i})
+	}
+	waitFor(t, "10 ticks", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 10 })
+	rollback := func() {
+		entries, _ := rdb.XRevRangeN(ctx, "durabus:{tick}:log", "+", "-", 5).Result()
+		for _, e := range entries {
+			rdb.XDel(ctx, "durabus:{tick}:log", e.ID)
+		}
+		rdb.HSet(ctx, "durabus:{tick}:meta", "seq", 5)
+	}
+	rollback()
+	for i := 11; i <= 13; i++ { // get seqs 6, 7, 8 again
+		pub.Publish(ctx, Tick{N: i})
+	}
+	waitFor(t, "the new ticks", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 13 })
+	mu.Lock()
+	if len(losses) != 1 || losses[0].Reason != replay.RolledBack || losses[0].From != 6 || losses[0].To != 10 {
+		t.Errorf("losses = %v, want one rollback of seq 6..10", losses)
+	}
+	if fmt.Sprint(got[10:]) != "[11 12 13]" {
+		t.Errorf("after the rollback got %v, want [11 12 13]", got[10:])
+	}
+	mu.Unlock()
+
+	// Rolled back with nothing published since: the head check sees it.
+	entries, _ := rdb.XRevRangeN(ctx, "durabus:{tick}:log", "+", "-", 2).Result()
+	for _, e := range entries {
+		rdb.XDel(ctx, "durabus:{tick}:log", e.ID)
+	}
+	rdb.HSet(ctx, "durabus:{tick}:meta", "seq", 6)
+	waitFor(t, "the head check's report", func() bool { mu.Lock(); defer mu.Unlock(); return len(losses) == 2 })
+	mu.Lock()
+	if l := losses[1]; l.Reason != replay.RolledBack || l.From != 7 || l.To != 8 {
+		t.Errorf("second loss = %v, want rollback of 7..8", l)
+	}
+	mu.Unlock()
+	pub.Publish(ctx, Tick{N: 14}) // seq 7 again
+	waitFor(t, "tick 14", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 14 && got[13] == 14 })
+}

@@ -46,7 +46,9 @@ func newMem(t testing.TB, opts ...memtransport.Option) *memtransport.Transport {
 	return mem
 }
 
-func newRecorder(t testing.TB) *recorder { return &recorder{t: t, seqs: map[string][]uint64{}, lastPos: map[string]transport.Position{}} }
+func newRecorder(t testing.TB) *recorder {
+	return &recorder{t: t, seqs: map[string][]uint64{}, lastPos: map[string]transport.Position{}}
+}
 
 func (r *recorder) handle(_ context.Context, d replay.Delivery) error {
 	r.mu.Lock()
@@ -462,4 +464,6 @@ func TestOptionsAreValidated(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool { return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)) }
+func contains(s, sub string) bool {
+	return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub))
+}

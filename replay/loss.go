@@ -22,6 +22,12 @@ const (
 	// Missing: a live frame arrived whose predecessors the backlog did not
 	// hold (only possible when Redis lost writes, e.g. on a failover).
 	Missing LossReason = "missing from backlog"
+	// RolledBack: Redis lost acknowledged writes (a crash with appendfsync
+	// everysec, a failover to a lagging replica) and handed their seqs out
+	// again in the same epoch. From..To are the seqs whose first events were
+	// delivered but are gone from Redis; the events that now carry those
+	// seqs are delivered next.
+	RolledBack LossReason = "rolled back by Redis (seqs reused)"
 )
 
 // LossError reports events that can no longer be delivered: seq From to To

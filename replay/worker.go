@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,7 +147,7 @@ func (w *worker) catchUp(ctx, hctx context.Context) bool {
 func (w *worker) live(ctx, hctx context.Context, d transport.Delivery) bool {
 	c := w.cursor
 	switch {
-	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq <= c.Seq:
+	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq <= c.Seq && !idAfter(d.Position.ID, c.ID):
 		w.f.c.duplicates.Add(1)
 		return true
 	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq == c.Seq+1:
@@ -183,6 +185,9 @@ func (w *worker) ordered(ctx, hctx context.Context, d transport.Delivery, replay
 	case d.Position.Epoch != c.Epoch:
 		w.f.c.duplicates.Add(1)
 		return true
+	case seq <= c.Seq && idAfter(d.Position.ID, c.ID):
+		// A newer entry with an old seq: Redis lost writes and reused seqs.
+		w.f.lost(&LossError{Topic: w.topic, Epoch: c.Epoch, From: seq, To: c.Seq, Reason: RolledBack})
 	case seq <= c.Seq:
 		w.f.c.duplicates.Add(1)
 		return true
@@ -248,6 +253,13 @@ func (w *worker) checkHead(ctx, hctx context.Context) bool {
 	switch {
 	case w.cursor.Epoch != "" && head.Epoch != w.cursor.Epoch:
 		behind = true
+	case head.Epoch == w.cursor.Epoch && head.Seq < w.cursor.Seq && len(w.inbox) == 0:
+		// Redis lost the last writes (and no new event reused their seqs
+		// yet): say so, and follow from its head.
+		w.f.lost(&LossError{Topic: w.topic, Epoch: head.Epoch, From: head.Seq + 1, To: w.cursor.Seq, Reason: RolledBack})
+		w.cursor = head
+		w.show()
+		return true
 	case len(w.inbox) > 0:
 	case prev.Epoch == head.Epoch && (w.cursor.Epoch == "" && prev.Seq > 0 || w.cursor.Epoch == head.Epoch && w.cursor.Seq < prev.Seq):
 		behind = true
@@ -264,4 +276,25 @@ func (w *worker) show() {
 	w.mu.Lock()
 	w.shown = w.cursor
 	w.mu.Unlock()
+}
+
+// idAfter reports whether backlog id a ("ms-n", as Redis stream ids) is
+// after b. Unparsable or empty ids are never after.
+func idAfter(a, b string) bool {
+	am, an, ok1 := splitID(a)
+	bm, bn, ok2 := splitID(b)
+	if !ok1 || !ok2 {
+		return false
+	}
+	return am > bm || am == bm && an > bn
+}
+
+func splitID(id string) (ms, n uint64, ok bool) {
+	i := strings.IndexByte(id, '-')
+	if i < 0 {
+		return 0, 0, false
+	}
+	ms, err1 := strconv.ParseUint(id[:i], 10, 64)
+	n, err2 := strconv.ParseUint(id[i+1:], 10, 64)
+	return ms, n, err1 == nil && err2 == nil
 }
