@@ -13,6 +13,7 @@ package tracing
 import (
 	"context"
 	"sort"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -47,16 +48,22 @@ const (
 type ReplayMode uint8
 
 const (
-	// ReplayLink starts a new trace for a replayed event, linked to the
-	// producer span. The default: a replay can come hours after the publish
-	// (a new subscriber starting at the beginning, a restart), and as a
-	// child it would stretch a long-finished trace and mix a later
-	// re-processing into it; the link keeps the way back.
+	// ReplayLink starts a new trace for a replayed event published at least
+	// the link age ago (WithLinkAfter), linked to the producer span. The
+	// default: a replay can come hours after the publish (a new subscriber
+	// starting at the beginning, a restart), and as a child it would
+	// stretch a long-finished trace and mix a later re-processing into it;
+	// the link keeps the way back. Younger replayed events — the follower
+	// also reads from the backlog to repair a gap, after a short reconnect,
+	// and for the first event of a new topic — continue the trace.
 	ReplayLink ReplayMode = iota
-	// ReplayChild continues the producer's trace, as for a live event; the
-	// span still carries durabus.replayed=true.
+	// ReplayChild continues the producer's trace for every replayed event,
+	// as for a live one; the span still carries durabus.replayed=true.
 	ReplayChild
 )
+
+// DefaultLinkAfter is the default link age of ReplayLink.
+const DefaultLinkAfter = time.Minute
 
 // Option configures New.
 type Option func(*Tracing)
@@ -77,6 +84,11 @@ func WithPropagator(p propagation.TextMapPropagator) Option {
 // WithReplayMode sets how replayed events are traced. Default ReplayLink.
 func WithReplayMode(m ReplayMode) Option { return func(t *Tracing) { t.replay = m } }
 
+// WithLinkAfter sets the age (time since the event's publish time) from
+// which ReplayLink starts a new, linked trace for a replayed event; 0 links
+// every replayed event. Default DefaultLinkAfter.
+func WithLinkAfter(d time.Duration) Option { return func(t *Tracing) { t.linkAfter = d } }
+
 // WithConsumerGroup sets messaging.consumer.group.name on consumer spans,
 // usually the bus's consumer name. Default none.
 func WithConsumerGroup(name string) Option { return func(t *Tracing) { t.group = name } }
@@ -85,16 +97,17 @@ func WithConsumerGroup(name string) Option { return func(t *Tracing) { t.group =
 // Middleware methods are a bus.PublishHook and a bus.Middleware. Safe for
 // concurrent use.
 type Tracing struct {
-	tp     trace.TracerProvider
-	prop   propagation.TextMapPropagator
-	replay ReplayMode
-	group  string
-	tracer trace.Tracer
+	tp        trace.TracerProvider
+	prop      propagation.TextMapPropagator
+	replay    ReplayMode
+	linkAfter time.Duration
+	group     string
+	tracer    trace.Tracer
 }
 
 // New returns a Tracing.
 func New(opts ...Option) *Tracing {
-	t := &Tracing{}
+	t := &Tracing{linkAfter: DefaultLinkAfter}
 	for _, o := range opts {
 		o(t)
 	}
@@ -195,8 +208,10 @@ func (t *Tracing) PublishHook(ctx context.Context, topic string, e *envelope.Env
 }
 
 // Middleware starts a consumer span "process <topic>" around the handler
-// call: a child of the producer span for a live event, and for a replayed
-// one a new root linked to it (see ReplayMode), with durabus.replayed=true.
+// call: a child of the producer span for a live event, and for an event
+// replayed from the backlog a minute or more after its publish a new root
+// linked to it (see ReplayMode and WithLinkAfter); durabus.replayed says
+// whether the event came from the backlog.
 // Events published by the handler with its ctx continue the consumer's
 // trace. A failed call sets the span's status to error.
 func (t *Tracing) Middleware(next bus.Handler) bus.Handler {
@@ -216,7 +231,7 @@ func (t *Tracing) Middleware(next bus.Handler) bus.Handler {
 		switch {
 		case !producer.IsValid():
 			opts = append(opts, trace.WithNewRoot())
-		case m.Replayed && t.replay == ReplayLink:
+		case m.Replayed && t.replay == ReplayLink && time.Since(m.Time) >= t.linkAfter:
 			opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{
 				SpanContext: producer,
 				Attributes:  []attribute.KeyValue{AttrReplayed.Bool(true)},
