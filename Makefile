@@ -7,10 +7,14 @@ BIN           := $(CURDIR)/bin
 FUZZTIME      ?= 5s
 SUDO          := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: test lint unit fuzz redis-server
+.PHONY: test lint unit fuzz redis-server demo
 
 ## test: install Redis if missing, check formatting, vet, staticcheck, then all tests with -race and a short fuzz run.
 test: redis-server lint unit fuzz
+
+## demo: install Redis if missing, then run `durabus demo` against a private redis-server (about 10 s).
+demo: redis-server
+	$(GO) run ./cmd/durabus demo
 
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { \
