@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -452,7 +453,7 @@ func testOversize(e *env) {
 // testInvalidTopic: bad topic names are ErrInvalidTopic on Publish and
 // Subscribe.
 func testInvalidTopic(e *env) {
-	for _, bad := range []string{"", "a b", "{x}", "x*", e.prefix + string(make([]byte, transport.MaxTopicLen))} {
+	for _, bad := range []string{"", "a b", "{x}", "x*", strings.Repeat("a", transport.MaxTopicLen+1)} {
 		if _, err := e.tr.Publish(e.ctx, msg(bad, time.Now(), payload{})); !errors.Is(err, transport.ErrInvalidTopic) {
 			e.Errorf("Publish to %q: %v, want ErrInvalidTopic", bad, err)
 		}
