@@ -26,19 +26,27 @@ type Transport interface {
 	Publish(ctx context.Context, msg Message) (Position, error)
 
 	// PublishBatch publishes many events, in order per topic, and returns
-	// their positions in the order of msgs. When some events could not be
-	// written, the error is a *BatchError that lists them; the positions of
-	// the others are still filled in.
+	// their positions in the order of msgs. Events that are invalid (bad
+	// topic, too large) are not written, the valid ones are. When some
+	// events could not be written, the error is a *BatchError that lists
+	// them (their positions are zero); the positions of the others are still
+	// filled in.
 	PublishBatch(ctx context.Context, msgs []Message) ([]Position, error)
 
 	// Subscribe starts live delivery of the named topics. It returns only
 	// once the back end has confirmed the subscription, so every event
 	// published after it returns is either delivered or signalled as missing
 	// (a gap in seq, or a Dropped/Reconnected/Stalled signal).
+	//
+	// ctx bounds both the wait for the confirmation and the life of the
+	// subscription: when it ends, the subscription ends.
 	Subscribe(ctx context.Context, topics ...string) (Subscription, error)
 
 	// SubscribePattern is Subscribe for glob patterns over topic names
 	// (`*` any run of characters, `?` one character, `[abc]` a class).
+	// A topic matched by several patterns of one subscription may be
+	// delivered once per pattern (Redis does so); receivers drop the
+	// duplicates by seq.
 	SubscribePattern(ctx context.Context, patterns ...string) (Subscription, error)
 
 	// Range returns up to limit events of topic that follow after, in order.
@@ -56,6 +64,9 @@ type Transport interface {
 	// Seek returns the position just before the first event of topic whose
 	// publish time is at or after t, so that Range(ctx, topic, pos, n) starts
 	// with that event. When no event is that recent, it returns Head.
+	// A back end may narrow the search by its own clock (Redis: the stream
+	// id); it is exact when event times follow log order to within its
+	// documented skew.
 	Seek(ctx context.Context, topic string, t time.Time) (Position, error)
 
 	// Head returns the position of the last event published to topic
@@ -77,6 +88,7 @@ type Transport interface {
 
 	// Close releases the transport's own resources and ends its
 	// subscriptions. It never closes a client the caller passed in.
+	// Closing a closed transport returns an error wrapping ErrClosed.
 	Close() error
 }
 
