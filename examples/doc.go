@@ -1,4 +1,15 @@
-// Package examples is the home of runnable programs, one folder each
-// (chat, orders, worker, patterns, monitor, tracing), every one a package
-// main with a smoke test. None is written yet.
+// Package examples holds runnable programs, one folder each, every one a
+// package main with a smoke test:
+//
+//   - chat: a chat room where late joiners get the history and returning
+//     users get what they missed
+//   - orders: order, billing and notification services on durable consumers
+//   - worker: a job worker that survives kill -9 and resumes from its
+//     checkpoint
+//   - patterns: one handler for every "user:*:notifications" topic
+//   - monitor: live subscription stats and health while a publisher runs
+//   - tracing: OpenTelemetry traces across services
+//
+// Run one with `go run ./examples/NAME` (a private redis-server is started
+// for the run) or `go run ./examples/NAME --redis redis://HOST:6379`.
 package examples
