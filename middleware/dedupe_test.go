@@ -174,3 +174,17 @@ func TestNewRedisStoreInvalid(t *testing.T) {
 		t.Fatal("want an error for a nil client")
 	}
 }
+
+func TestMemoryStoreWindow(t *testing.T) {
+	s := middleware.NewMemoryStore(10, 50*time.Millisecond)
+	ctx := context.Background()
+	tok, _, _ := s.Claim(ctx, "a")
+	_ = s.Commit(ctx, "a", tok)
+	if _, done, _ := s.Claim(ctx, "a"); !done {
+		t.Fatal("id not remembered within the window")
+	}
+	time.Sleep(80 * time.Millisecond)
+	if _, done, err := s.Claim(ctx, "a"); done || err != nil {
+		t.Fatalf("after the window: done %v err %v", done, err)
+	}
+}
