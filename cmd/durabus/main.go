@@ -135,7 +135,6 @@ func dispatch(ctx context.Context, e *env, args []string) error {
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		mainUsage(e.stderr)
 		return usagef("no command given")
 	}
 	name, rest := rest[0], rest[1:]

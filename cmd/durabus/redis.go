@@ -77,7 +77,7 @@ func dial(ctx context.Context, url, clientName string) (*redis.Client, string, e
 	}
 	opts.ClientName = clientName
 	opts.DialTimeout = 3 * time.Second
-	opts.MaxRetries = 1
+	opts.DialerRetries = 2 // fail fast when nothing listens; the follower has its own backoff
 	rdb := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
