@@ -46,7 +46,7 @@ func (w *worker) run(ctx, hctx context.Context) {
 	if !w.resolveStart(ctx) {
 		return
 	}
-	if !w.catchUp(ctx, hctx) {
+	if !w.catchUp(ctx, hctx, transport.Position{}) {
 		return
 	}
 	tick := time.NewTicker(w.f.cfg.headCheck)
@@ -60,7 +60,7 @@ func (w *worker) run(ctx, hctx context.Context) {
 				return
 			}
 		case <-w.repair:
-			if !w.catchUp(ctx, hctx) {
+			if !w.catchUp(ctx, hctx, transport.Position{}) {
 				return
 			}
 		case <-tick.C:
@@ -104,9 +104,11 @@ func (w *worker) resolveStart(ctx context.Context) bool {
 	}
 }
 
-// catchUp delivers everything the backlog holds after the cursor. It
-// returns false when the follower is stopping.
-func (w *worker) catchUp(ctx, hctx context.Context) bool {
+// catchUp delivers everything the backlog holds after the cursor. The
+// event at live, the frame that revealed a gap, is delivered as live rather
+// than replayed when the backlog yields it. It returns false when the
+// follower is stopping.
+func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) bool {
 	bo := w.f.newBackoff()
 	for {
 		page, err := w.f.tr.Range(ctx, w.topic, w.cursor, w.f.cfg.pageSize)
@@ -132,7 +134,8 @@ func (w *worker) catchUp(ctx, hctx context.Context) bool {
 			if d.Position.Epoch == "" {
 				d.Position.Epoch = page.Epoch
 			}
-			if !w.ordered(ctx, hctx, d, true) {
+			replayed := d.Position.Seq != live.Seq || d.Position.Epoch != live.Epoch
+			if !w.ordered(ctx, hctx, d, replayed) {
 				return false
 			}
 		}
@@ -155,7 +158,7 @@ func (w *worker) live(ctx, hctx context.Context, d transport.Delivery) bool {
 	}
 	// A gap, a new epoch, or a first event: the backlog has what led to it.
 	w.f.c.gaps.Add(1)
-	if !w.catchUp(ctx, hctx) {
+	if !w.catchUp(ctx, hctx, d.Position) {
 		return false
 	}
 	c = w.cursor
@@ -268,7 +271,7 @@ func (w *worker) checkHead(ctx, hctx context.Context) bool {
 		return true
 	}
 	w.f.c.headRepairs.Add(1)
-	return w.catchUp(ctx, hctx)
+	return w.catchUp(ctx, hctx, transport.Position{})
 }
 
 // show publishes the cursor for Stats.
