@@ -84,8 +84,8 @@ func (l logCounter) Handle(ctx context.Context, r slog.Record) error {
 	return nil
 }
 func (l logCounter) Enabled(context.Context, slog.Level) bool { return true }
-func (l logCounter) WithAttrs([]slog.Attr) slog.Handler      { return l }
-func (l logCounter) WithGroup(string) slog.Handler           { return l }
+func (l logCounter) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l logCounter) WithGroup(string) slog.Handler            { return l }
 
 func TestRedisNothingLostAcrossConnectionKillsAndABlackhole(t *testing.T) {
 	// 3 topics × 5 000 events published at a steady rate while the
