@@ -1,0 +1,325 @@
+package chaos
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	chaosDuration = flag.Duration("chaos.duration", 0,
+		"how long each fault runs (default 3s, 1.5s with -short; make chaos sets 50s)")
+	chaosOut = flag.String("chaos.out", "", "write the summary table (markdown) to this file")
+	chaosRate = flag.Duration("chaos.interval", 5*time.Millisecond,
+		"publisher tick: one event per tick and a batch of 8 every other tick")
+)
+
+// scenario is one fault, injected in episodes until its time is up.
+type scenario struct {
+	name string
+	// maxLen sets the publisher's retention (0: default).
+	maxLen int64
+	// pad makes each event bigger, in bytes.
+	pad int
+	// setup runs once before the subscribers start.
+	setup func(e *env)
+	// episode injects the fault once, holds it, heals it, and returns.
+	episode func(e *env, rng *rand.Rand)
+	// gap is the time between episodes.
+	gap [2]time.Duration
+	// expectLoss: the durable subscriber loses events (they are trimmed);
+	// its loss reports must then match the lost range exactly.
+	expectLoss bool
+}
+
+func between(rng *rand.Rand, r [2]time.Duration) time.Duration {
+	if r[1] <= r[0] {
+		return r[0]
+	}
+	return r[0] + time.Duration(rng.Int64N(int64(r[1]-r[0])))
+}
+
+var (
+	clientKill = scenario{name: "client-kill", gap: [2]time.Duration{100 * time.Millisecond, 600 * time.Millisecond},
+		episode: func(e *env, _ *rand.Rand) {
+			if err := e.admin.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil {
+				e.t.Errorf("CLIENT KILL TYPE pubsub: %v", err)
+			}
+		}}
+	restartTerm = scenario{name: "redis-restart-sigterm", gap: [2]time.Duration{time.Second, 2 * time.Second},
+		episode: func(e *env, _ *rand.Rand) { e.srv.Restart(e.t) }}
+	restartKill = scenario{name: "redis-restart-sigkill", gap: [2]time.Duration{time.Second, 2 * time.Second},
+		episode: func(e *env, rng *rand.Rand) {
+			e.srv.Kill(e.t)
+			time.Sleep(between(rng, [2]time.Duration{50 * time.Millisecond, 300 * time.Millisecond}))
+			e.srv.Restart(e.t)
+		}}
+	blackhole = scenario{name: "blackhole", gap: [2]time.Duration{500 * time.Millisecond, 1500 * time.Millisecond},
+		episode: func(e *env, rng *rand.Rand) {
+			e.subProxy.Blackhole(e.t)
+			time.Sleep(between(rng, [2]time.Duration{time.Second, 2 * time.Second}))
+			e.subProxy.Heal(e.t)
+		}}
+	latency = scenario{name: "latency-200ms", gap: [2]time.Duration{300 * time.Millisecond, time.Second},
+		episode: func(e *env, rng *rand.Rand) {
+			e.subProxy.Latency(e.t, 200*time.Millisecond, 100*time.Millisecond)
+			time.Sleep(between(rng, [2]time.Duration{time.Second, 3 * time.Second}))
+			e.subProxy.Heal(e.t)
+		}}
+	resetPeer = scenario{name: "reset-peer", gap: [2]time.Duration{300 * time.Millisecond, time.Second},
+		episode: func(e *env, rng *rand.Rand) {
+			e.subProxy.ResetPeer(e.t)
+			time.Sleep(between(rng, [2]time.Duration{100 * time.Millisecond, 500 * time.Millisecond}))
+			e.subProxy.Heal(e.t)
+		}}
+	bandwidth = scenario{name: "bandwidth-64KB/s", gap: [2]time.Duration{300 * time.Millisecond, time.Second},
+		episode: func(e *env, rng *rand.Rand) {
+			e.subProxy.Bandwidth(e.t, 64)
+			time.Sleep(between(rng, [2]time.Duration{time.Second, 3 * time.Second}))
+			e.subProxy.Heal(e.t)
+		}}
+	slowSubscriber = scenario{name: "slow-subscriber", pad: 2048, gap: [2]time.Duration{300 * time.Millisecond, time.Second},
+		setup: func(e *env) {
+			if err := e.admin.ConfigSet(context.Background(), "client-output-buffer-limit", "pubsub 256kb 64kb 1").Err(); err != nil {
+				e.t.Fatal(err)
+			}
+			e.childDirect = true // no proxy buffers between Redis and the stalled process
+		},
+		episode: func(e *env, rng *rand.Rand) {
+			// A stopped process reads nothing: Redis's output buffer for
+			// its Pub/Sub connection grows past the limit and Redis
+			// closes it.
+			e.child.signal(syscall.SIGSTOP)
+			time.Sleep(between(rng, [2]time.Duration{2 * time.Second, 3 * time.Second}))
+			e.child.signal(syscall.SIGCONT)
+		}}
+	durableKill = scenario{name: "durable-sigkill", gap: [2]time.Duration{300 * time.Millisecond, 1200 * time.Millisecond},
+		episode: func(e *env, rng *rand.Rand) {
+			e.child.kill(syscall.SIGKILL)
+			time.Sleep(between(rng, [2]time.Duration{50 * time.Millisecond, 500 * time.Millisecond}))
+			e.child.start()
+		}}
+	publisherBreak = scenario{name: "publisher-break", gap: [2]time.Duration{200 * time.Millisecond, 800 * time.Millisecond},
+		setup: func(e *env) {
+			// Replies come back late, so that a cut often falls between a
+			// script running and its reply arriving.
+			e.pubProxy.Latency(e.t, 20*time.Millisecond, 10*time.Millisecond)
+		},
+		episode: func(e *env, rng *rand.Rand) {
+			e.pubProxy.Disable(e.t)
+			time.Sleep(between(rng, [2]time.Duration{50 * time.Millisecond, 300 * time.Millisecond}))
+			e.pubProxy.Enable(e.t)
+		}}
+	trimming = scenario{name: "trim-stopped-subscriber", maxLen: 500, expectLoss: true, gap: [2]time.Duration{2 * time.Second, 3 * time.Second},
+		episode: func(e *env, _ *rand.Rand) {
+			// 4 s away at 250 events/s per topic: about 1 000 per topic
+			// published, retention 500 (MAXLEN ~).
+			e.child.kill(syscall.SIGTERM)
+			time.Sleep(4 * time.Second)
+			e.child.start()
+		}}
+	mixedFaults = []scenario{clientKill, restartTerm, restartKill, blackhole, latency, resetPeer, bandwidth, durableKill, publisherBreak}
+	mixed       = scenario{name: "mixed", gap: [2]time.Duration{100 * time.Millisecond, 500 * time.Millisecond},
+		setup: func(e *env) {
+			e.pubProxy.Latency(e.t, 20*time.Millisecond, 10*time.Millisecond)
+		},
+		episode: func(e *env, rng *rand.Rand) {
+			s := mixedFaults[rng.IntN(len(mixedFaults))]
+			e.notes = append(e.notes, s.name)
+			s.episode(e, rng)
+		}}
+)
+
+var scenarios = []scenario{
+	{name: "none"}, clientKill, restartTerm, restartKill, blackhole, latency, resetPeer, bandwidth,
+	slowSubscriber, durableKill, publisherBreak, trimming, mixed,
+}
+
+func faultDuration() time.Duration {
+	if *chaosDuration > 0 {
+		return *chaosDuration
+	}
+	if d, err := time.ParseDuration(os.Getenv("CHAOS_DURATION")); err == nil && d > 0 {
+		return d
+	}
+	if testing.Short() {
+		return 1500 * time.Millisecond
+	}
+	return 3 * time.Second
+}
+
+var (
+	reportsMu sync.Mutex
+	reports   []*runReport
+)
+
+// TestChaos runs every fault on its own, then all of them mixed, against a
+// steady publisher and three subscribers, and checks the recorded history:
+// nothing acknowledged is lost, nothing is reordered, no subscriber sees an
+// event twice within one process, and the trimmed range is reported
+// exactly.
+func TestChaos(t *testing.T) {
+	d := faultDuration()
+	for _, s := range scenarios {
+		t.Run(s.name, func(t *testing.T) {
+			r := runScenario(t, s, d)
+			t.Logf("\n%s", r.table())
+			reportsMu.Lock()
+			reports = append(reports, r)
+			reportsMu.Unlock()
+		})
+	}
+	reportsMu.Lock()
+	defer reportsMu.Unlock()
+	sum := summary(reports)
+	fmt.Printf("chaos: %d runs, each fault for %v\n%s", len(reports), d, sum)
+	if *chaosOut != "" {
+		if err := os.WriteFile(*chaosOut, []byte(sum), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func runScenario(t *testing.T, s scenario, d time.Duration) *runReport {
+	began := time.Now()
+	e := newEnv(t, s.maxLen)
+	e.pad = s.pad
+	if s.setup != nil {
+		s.setup(e)
+	}
+	e.startInproc(subPlain)
+	e.startInproc(subPattern)
+	e.startChild()
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); e.sampleHeap(ctx) }()
+	go e.child.follow(ctx, &bg)
+
+	pubCtx, stopPub := context.WithCancel(ctx)
+	var pw sync.WaitGroup
+	pw.Add(1)
+	go e.newPublisher().run(pubCtx, *chaosRate, &pw)
+
+	// The fault schedule, on the test goroutine (the fault helpers may
+	// call t.Fatal).
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 0))
+	time.Sleep(300 * time.Millisecond)
+	faults := 0
+	if s.episode != nil {
+		deadline := time.Now().Add(d)
+		for time.Now().Before(deadline) {
+			s.episode(e, rng)
+			faults++
+			e.healed(ctx, &bg)
+			time.Sleep(between(rng, s.gap))
+		}
+	} else {
+		time.Sleep(d)
+	}
+	time.Sleep(300 * time.Millisecond)
+	stopPub()
+	pw.Wait()
+
+	// Wait (generously) until every subscriber has what the log holds.
+	heads := e.logHeads()
+	for _, sub := range []string{subPlain, subPattern, subDurable} {
+		deadline := time.Now().Add(90 * time.Second)
+		for !e.h.reached(sub, heads) {
+			if time.Now().After(deadline) {
+				t.Errorf("%s: not caught up with %v after 90 s", sub, heads)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // let late duplicates show
+	stop()
+	bg.Wait()
+
+	r := &runReport{scenario: s.name, duration: time.Since(began), faults: faults,
+		published: int(e.acked.Load()), failed: int(e.failed.Load())}
+	inLog, dups := e.readLog()
+	r.logDups = dups
+	e.h.mu.Lock()
+	for k, p := range e.h.pubs {
+		_, logged := inLog[k]
+		switch {
+		case !p.ok && logged:
+			r.written++
+		case p.ok && !logged && s.maxLen == 0:
+			t.Errorf("acknowledged k %d (%s seq %d) is not in the log", k, p.topic, p.seq)
+		}
+	}
+	e.h.mu.Unlock()
+
+	var inprocRec []uint64
+	for _, sub := range e.inproc {
+		inprocRec = append(inprocRec, sub.reconnects())
+	}
+	for i, sub := range []string{subPlain, subPattern, subDurable} {
+		v := e.h.check(sub, inLog)
+		v.recovery = e.recovery(sub)
+		if sub == subDurable {
+			e.child.tail()
+			v.reconnects = e.child.reconnects
+			v.peakMem, v.memKind = e.child.hwm, "VmHWM"
+		} else {
+			v.reconnects = inprocRec[i]
+			v.peakMem, v.memKind = e.heapMax.Load(), "heap"
+		}
+		r.rows = append(r.rows, v)
+		judge(t, s, v)
+	}
+	if dups > 0 {
+		t.Errorf("%d events written twice to the log (a retried publish without idempotency?)", dups)
+	}
+	if s.name == slowSubscriber.name {
+		r.notes = append(r.notes, "Redis: "+e.outputBufferDisconnects())
+	}
+	if len(e.notes) > 0 {
+		r.notes = append(r.notes, "faults: "+strings.Join(e.notes, ", "))
+	}
+	r.notes = append(r.notes, "seed "+strconv.FormatUint(seed, 10))
+	return r
+}
+
+func judge(t *testing.T, s scenario, v verdict) {
+	t.Helper()
+	lossy := s.expectLoss && v.sub == subDurable
+	if lossy {
+		if v.losses == 0 || !v.lossExact {
+			t.Errorf("%s: %d events lost, %d loss reports of %d events: reported ranges must equal the lost ones exactly", v.sub, v.lost, v.losses, v.lossEvents)
+		}
+	} else {
+		if v.lost != 0 {
+			t.Errorf("%s: %d acknowledged events never delivered, e.g. %v", v.sub, v.lost, v.lostSamples)
+		}
+		if v.losses != 0 {
+			t.Errorf("%s: %d loss reports where nothing may be lost", v.sub, v.losses)
+		}
+	}
+	if v.unexpected != 0 {
+		t.Errorf("%s: %d unexpected deliveries", v.sub, v.unexpected)
+	}
+	if v.reordered != 0 {
+		t.Errorf("%s: %d deliveries out of order", v.sub, v.reordered)
+	}
+	if v.dupInRun != 0 {
+		t.Errorf("%s: %d duplicates within one process", v.sub, v.dupInRun)
+	}
+	if v.sub != subDurable && v.duplicated != 0 {
+		t.Errorf("%s: %d duplicates", v.sub, v.duplicated)
+	}
+}
