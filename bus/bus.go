@@ -47,7 +47,9 @@ type Bus struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	runErr    chan error
-	done      chan struct{}
+	started   chan struct{} // closed when Run starts
+	done      chan struct{} // closed when Run returns
+	result    error         // Run's result, set before done closes
 }
 
 // New returns a Bus on tr. The bus never closes tr.
@@ -74,6 +76,7 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 		groups:    make(map[string]*group),
 		upcasters: make(map[string]map[int]Upcaster),
 		runErr:    make(chan error, 1),
+		started:   make(chan struct{}),
 		done:      make(chan struct{}),
 	}, nil
 }

@@ -49,15 +49,11 @@ func start(t testing.TB, b *bus.Bus) {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	waitFor(t, "subscriptions", func() bool {
-		for _, s := range b.Status() {
-			if !s.Stats.Connected {
-				return false
-			}
-		}
-		return true
-	})
-	time.Sleep(20 * time.Millisecond) // workers resolve their start
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Ready(ctx); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
 }
 
 func waitFor(t testing.TB, what string, cond func() bool) {
@@ -321,8 +317,9 @@ func TestCloseDrainsTheHandlerInFlight(t *testing.T) {
 	})
 	done := make(chan error, 1)
 	go func() { done <- b.Run(context.Background()) }()
-	waitFor(t, "subscription", func() bool { return b.Status()[0].Stats.Connected })
-	time.Sleep(20 * time.Millisecond)
+	if err := b.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	b.Publish(context.Background(), OrderPlaced{ID: "1"})
 	<-entered
 	b.Close()
@@ -365,5 +362,45 @@ func TestInvalidUse(t *testing.T) {
 	}
 	if _, err := b.Publish(context.Background(), OrderPlaced{}, bus.ToTopic("no spaces")); !errors.Is(err, transport.ErrInvalidTopic) {
 		t.Errorf("publish to a bad topic: %v", err)
+	}
+}
+
+func TestRoutedTypesWithoutAHandlerAreSkippedQuietly(t *testing.T) {
+	mem := newMem(t)
+	var errs log[error]
+	b, _ := bus.New(mem, bus.WithRoute("order.placed", "orders"), bus.WithRoute("order.shipped", "orders"), bus.WithOnError(errs.add), fast)
+	var got log[string]
+	bus.Subscribe(b, func(_ context.Context, e *OrderPlaced) error { got.add(e.ID); return nil })
+	start(t, b)
+	ctx := context.Background()
+	b.Publish(ctx, OrderShipped{ID: "s"})
+	b.Publish(ctx, OrderPlaced{ID: "p"}, bus.WithEnvelope())
+	other, _ := bus.New(mem, bus.WithRoute("user.signed_up", "orders"))
+	other.Publish(ctx, UserSignedUp{Email: "x"}) // not routed there by b: reported
+	b.Publish(ctx, OrderPlaced{ID: "q"})
+	waitFor(t, "2 orders", func() bool { return len(got.get()) == 2 })
+	if e := errs.get(); len(e) != 1 || !errors.Is(e[0], bus.ErrUnknownType) {
+		t.Errorf("errors = %v, want one ErrUnknownType for user.signed_up", e)
+	}
+}
+
+func TestReadyAndCloseReportRun(t *testing.T) {
+	mem := newMem(t)
+	b, _ := bus.New(mem, fast)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := b.Ready(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Ready before Run = %v, want the ctx's deadline", err)
+	}
+	bus.Subscribe(b, func(context.Context, *OrderPlaced) error { return nil })
+	go b.Run(context.Background())
+	if err := b.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mem.Close() // the transport goes away under the bus
+	waitFor(t, "the subscription to end", func() bool { return !b.Status()[0].Stats.Connected })
+	time.Sleep(20 * time.Millisecond) // Run sees its follower's error
+	if err := b.Close(); !errors.Is(err, transport.ErrClosed) {
+		t.Errorf("Close = %v, want Run's error wrapping transport.ErrClosed", err)
 	}
 }

@@ -60,7 +60,9 @@ func WithConsumer(name string) Option {
 
 // WithRoute sends events of eventType to topic instead of the topic named
 // after the type, for publishing and subscribing alike. Types routed to one
-// topic share its order.
+// topic share its order. On a subscribed topic, events of a type this bus
+// routes there but has no handler for are skipped without a report; other
+// unknown types are reported as ErrUnknownType.
 func WithRoute(eventType, topic string) Option {
 	return func(c *config) {
 		if err := transport.ValidateTopic(topic); err != nil {

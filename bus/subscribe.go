@@ -153,6 +153,7 @@ func (b *Bus) Run(ctx context.Context) error {
 			break
 		}
 	}
+	close(b.started)
 	b.mu.Unlock()
 	if err != nil {
 		b.cancel()
@@ -164,8 +165,48 @@ func (b *Bus) Run(ctx context.Context) error {
 		b.cancel()
 	}
 	b.wg.Wait()
+	if err == nil {
+		select { // a subscription that failed while the others stopped
+		case err = <-b.runErr:
+		default:
+		}
+	}
+	b.result = err
 	close(b.done)
 	return err
+}
+
+// Ready waits until Run has started and every subscription is live with
+// its start position resolved: from then on, every event published is
+// delivered (with the default NewOnly start, events published before may
+// not be). It returns ctx's error if ctx ends first, ErrClosed if the bus
+// closes first.
+func (b *Bus) Ready(ctx context.Context) error {
+	select {
+	case <-b.started:
+	case <-b.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	b.mu.Lock()
+	followers := make([]*replay.Follower, 0, len(b.order))
+	for _, g := range b.order {
+		if g.follower != nil {
+			followers = append(followers, g.follower)
+		}
+	}
+	b.mu.Unlock()
+	for _, f := range followers {
+		select {
+		case <-f.Ready():
+		case <-b.done:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // startLocked starts g's follower; b.mu is held and the bus is running.
@@ -211,6 +252,11 @@ func (b *Bus) handlerOf(g *group) replay.Handler {
 		if h == nil {
 			h = g.catchAll
 		}
+		if h == nil && b.cfg.routes[m.Type] == g.key {
+			// A type this bus routes here but does not handle: another
+			// service's business on a shared topic.
+			return nil
+		}
 		if h == nil {
 			return &DeliveryError{Topic: m.Topic, Position: m.Position, Type: m.Type, ID: m.ID, Err: ErrUnknownType}
 		}
@@ -240,12 +286,19 @@ func (b *Bus) decode(d replay.Delivery) (*Message, error) {
 }
 
 // Close stops Run, waits for the handlers in flight and the final
-// checkpoint save, and makes later calls return ErrClosed. It does not close
-// the transport. It is safe to call more than once.
+// checkpoint save, and makes later calls return ErrClosed. It returns the
+// error Run returned (nil after a normal stop), for callers that run it in a
+// goroutine. It does not close the transport. It is safe to call more than
+// once.
 func (b *Bus) Close() error {
 	b.mu.Lock()
 	if b.closed {
+		running := b.running
 		b.mu.Unlock()
+		if running {
+			<-b.done
+			return b.result
+		}
 		return nil
 	}
 	b.closed = true
@@ -256,6 +309,7 @@ func (b *Bus) Close() error {
 	b.mu.Unlock()
 	if running {
 		<-b.done
+		return b.result
 	}
 	return nil
 }

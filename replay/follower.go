@@ -73,6 +73,12 @@ type Follower struct {
 	connected atomic.Bool
 	c         counters
 
+	// ready is closed once subscribed with every initial topic's start
+	// resolved; initPending counts what is still missing (see Ready).
+	ready       chan struct{}
+	readyOnce   sync.Once
+	initPending atomic.Int64
+
 	mu      sync.Mutex
 	workers map[string]*worker
 }
@@ -100,7 +106,7 @@ func New(tr transport.Transport, h Handler, opts ...Option) (*Follower, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	f := &Follower{tr: tr, h: h, cfg: cfg, log: log, workers: make(map[string]*worker)}
+	f := &Follower{tr: tr, h: h, cfg: cfg, log: log, workers: make(map[string]*worker), ready: make(chan struct{})}
 	if cfg.consumer != "" {
 		f.cp = newCheckpointer(f)
 	}
@@ -163,7 +169,9 @@ func (f *Follower) follow(ctx, hctx context.Context, saved map[string]transport.
 		since := time.Now()
 		if first {
 			first = false
+			f.initPending.Store(1) // held until every initial worker exists
 			f.startWorkers(ctx, hctx, saved, wg)
+			f.initDone()
 		} else {
 			f.reconnected(ctx, hctx, saved, wg, "resubscribed")
 		}
@@ -192,6 +200,18 @@ func (f *Follower) subscribe(ctx context.Context) (transport.Subscription, error
 		return f.tr.SubscribePattern(ctx, f.cfg.pattern)
 	}
 	return f.tr.Subscribe(ctx, f.cfg.topics...)
+}
+
+// Ready returns a channel that is closed once the follower is subscribed
+// and every topic it follows from the start has resolved its start
+// position: from then on, every event published is delivered.
+func (f *Follower) Ready() <-chan struct{} { return f.ready }
+
+// initDone counts one initial worker (or the startup guard) as started.
+func (f *Follower) initDone() {
+	if f.initPending.Add(-1) == 0 {
+		f.readyOnce.Do(func() { close(f.ready) })
+	}
 }
 
 // startWorkers starts a worker per followed topic: the named ones, or the
@@ -241,13 +261,17 @@ func (f *Follower) worker(ctx, hctx context.Context, topic string, saved map[str
 		start = After(pos)
 	}
 	w := &worker{
-		f:      f,
-		topic:  topic,
-		start:  start,
-		inbox:  make(chan transport.Delivery, f.cfg.inboxSize),
-		repair: make(chan struct{}, 1),
+		f:       f,
+		topic:   topic,
+		start:   start,
+		initial: !late && f.initPending.Load() > 0,
+		inbox:   make(chan transport.Delivery, f.cfg.inboxSize),
+		repair:  make(chan struct{}, 1),
 	}
 	f.workers[topic] = w
+	if w.initial {
+		f.initPending.Add(1)
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

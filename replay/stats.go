@@ -42,7 +42,8 @@ type Stats struct {
 	Topics []TopicStats
 }
 
-// TopicStats is a topic's cursor and the head seen at its last head check.
+// TopicStats is a topic's cursor and head: the head seen at the last head
+// check, or the cursor when that is further.
 type TopicStats struct {
 	Topic  string
 	Cursor transport.Position
@@ -75,6 +76,9 @@ func (f *Follower) Stats() Stats {
 		w.mu.Lock()
 		ts := TopicStats{Topic: t, Cursor: w.shown, Head: w.head}
 		w.mu.Unlock()
+		if ts.Head.Epoch == "" || ts.Head.Epoch == ts.Cursor.Epoch && ts.Head.Seq < ts.Cursor.Seq {
+			ts.Head = ts.Cursor // the head check ran before the latest events
+		}
 		if ts.Head.Epoch == ts.Cursor.Epoch && ts.Head.Seq > ts.Cursor.Seq {
 			ts.Lag = ts.Head.Seq - ts.Cursor.Seq
 		}

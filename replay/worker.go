@@ -22,6 +22,8 @@ type worker struct {
 	start  Start
 	inbox  chan transport.Delivery
 	repair chan struct{}
+	// initial workers count towards the follower's readiness.
+	initial bool
 
 	// Owned by the worker's goroutine.
 	cursor     transport.Position
@@ -43,7 +45,11 @@ func (w *worker) needRepair() {
 }
 
 func (w *worker) run(ctx, hctx context.Context) {
-	if !w.resolveStart(ctx) {
+	ok := w.resolveStart(ctx)
+	if w.initial {
+		w.f.initDone()
+	}
+	if !ok {
 		return
 	}
 	if !w.catchUp(ctx, hctx, transport.Position{}) {
