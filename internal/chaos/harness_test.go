@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -99,6 +100,7 @@ type env struct {
 	inproc []*inprocSub
 	child  *childSub
 
+	pubNoRetry  bool     // the publisher's client does not retry failed commands
 	childDirect bool     // the durable child connects to Redis without the proxy
 	notes       []string // faults picked by the mixed schedule
 
@@ -226,7 +228,8 @@ func init() {
 }
 
 func runChild(spec string) int {
-	addr, out, _ := strings.Cut(spec, " ")
+	fs := strings.Fields(spec)
+	addr, out := fs[0], fs[1]
 	f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -239,7 +242,20 @@ func runChild(spec string) int {
 		_, err := fmt.Fprintf(f, format+"\n", args...)
 		return err
 	}
-	rdb := redis.NewClient(clientOptions(addr))
+	opts := clientOptions(addr)
+	if len(fs) > 2 && fs[2] == "smallbuf" {
+		// A small socket receive buffer: when this process stops reading,
+		// Redis's output buffer fills within a second instead of after the
+		// kernel's megabytes.
+		opts.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetReadBuffer(16 << 10)
+			}
+			return c, err
+		}
+	}
+	rdb := redis.NewClient(opts)
 	tr, err := subscriberTransport(rdb)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -323,11 +339,11 @@ func (c *childSub) start() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	addr := c.e.subProxy.Addr()
+	spec := c.e.subProxy.Addr() + " " + c.out
 	if c.e.childDirect {
-		addr = c.e.srv.Addr()
+		spec = c.e.srv.Addr() + " " + c.out + " smallbuf"
 	}
-	cmd.Env = append(os.Environ(), childEnv+"="+addr+" "+c.out)
+	cmd.Env = append(os.Environ(), childEnv+"="+spec)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		c.e.t.Fatal(err)
@@ -465,7 +481,11 @@ type publisher struct {
 }
 
 func (e *env) newPublisher() *publisher {
-	rdb := redis.NewClient(clientOptions(e.pubProxy.Addr()))
+	ro := clientOptions(e.pubProxy.Addr())
+	if e.pubNoRetry {
+		ro.MaxRetries = -1
+	}
+	rdb := redis.NewClient(ro)
 	opts := []redistransport.Option{redistransport.WithIdempotency(10 * time.Minute)}
 	if e.maxLen > 0 {
 		opts = append(opts, redistransport.WithMaxLen(e.maxLen))
