@@ -156,6 +156,11 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 func (w *worker) live(ctx, hctx context.Context, d transport.Delivery) bool {
 	c := w.cursor
 	switch {
+	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq == c.Seq && c.ID != "" && d.Position.ID != "" && idAfter(c.ID, d.Position.ID):
+		// Two frames claim the cursor's seq, and the one delivered has the
+		// later stream id: it may not be in the log (a forged frame with the
+		// next seq). Ask the log.
+		return w.conflict(ctx, hctx)
 	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq <= c.Seq && !idAfter(d.Position.ID, c.ID):
 		w.f.c.duplicates.Add(1)
 		return true
@@ -177,7 +182,35 @@ func (w *worker) live(ctx, hctx context.Context, d transport.Delivery) bool {
 		w.f.c.duplicates.Add(1)
 		return true
 	}
-	return w.ordered(ctx, hctx, d, false)
+	// The backlog, read after the frame arrived, does not hold it. The
+	// publish script writes the log before it publishes, so this frame was
+	// not made by it (a forged or buggy PUBLISH on the channel) or Redis
+	// lost the write since. Either way the log is the record: delivering
+	// the frame would move the cursor past seqs the log may still fill
+	// with real events. Skip it; the head check repairs whatever comes.
+	w.f.c.malformed.Add(1)
+	w.f.report(fmt.Errorf("replay: topic %q: live frame claiming seq %d of epoch %s is not in the backlog (which ends at seq %d): skipped",
+		w.topic, d.Position.Seq, d.Position.Epoch, c.Seq))
+	return true
+}
+
+// conflict checks the cursor's event against the log. When the log holds
+// another event at the cursor's seq, the delivered one was not logged (a
+// forged frame): that is reported, and the cursor steps back so that the
+// logged event is delivered.
+func (w *worker) conflict(ctx, hctx context.Context) bool {
+	c := w.cursor
+	page, err := w.f.tr.Range(ctx, w.topic, transport.Position{Epoch: c.Epoch, Seq: c.Seq - 1}, 1)
+	if err != nil || page.Epoch != c.Epoch || len(page.Events) == 0 || page.Events[0].Position.Seq != c.Seq ||
+		page.Events[0].Position.ID == c.ID {
+		w.f.c.duplicates.Add(1)
+		return true
+	}
+	w.f.c.malformed.Add(1)
+	w.f.report(fmt.Errorf("replay: topic %q: the event delivered at seq %d (stream id %s) is not in the backlog, which holds %s there: delivering that one",
+		w.topic, c.Seq, c.ID, page.Events[0].Position.ID))
+	w.cursor = transport.Position{Epoch: c.Epoch, Seq: c.Seq - 1}
+	return w.catchUp(ctx, hctx, transport.Position{})
 }
 
 // ordered delivers d after checking it against the cursor: duplicates are
