@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/durabus/durabus/bus"
+	"github.com/durabus/durabus/internal/redisproc"
 	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport"
 )
@@ -94,14 +96,17 @@ func runDemo(ctx context.Context, e *env, opts any, args []string) error {
 	d := &demo{e: e, o: o, start: time.Now(), topics: demoTopics[:o.topics]}
 	url := e.redisURL
 	cleanup := false
-	if !e.urlSet {
-		srv, err := startPrivateRedis(ctx)
+	private := !e.urlSet
+	if private {
+		srv, err := redisproc.Start(ctx)
+		if errors.Is(err, redisproc.ErrNotFound) {
+			return errors.New("redis-server not found on PATH: install it (sudo apt-get install -y redis-server; make demo does it) or give --redis URL")
+		}
 		if err != nil {
 			return err
 		}
 		defer srv.Stop()
-		url = "redis://" + srv.addr
-		d.say("private redis-server %s on %s (temp dir %s)", srv.version, srv.addr, srv.dir)
+		url = srv.URL()
 		if e.namespace == "" {
 			e.namespace = "durabus.demo"
 		}
@@ -115,13 +120,19 @@ func runDemo(ctx context.Context, e *env, opts any, args []string) error {
 	}
 	defer admin.Close()
 	d.url, d.admin, d.ns = url, admin, e.namespace
-	if e.urlSet {
-		d.say("using Redis at %s, namespace %q", addr, d.ns)
+	if private {
+		d.say("private redis-server %s on %s, in a temporary directory", redisVersion(ctx, admin), addr)
+	} else {
+		d.say("using Redis %s at %s, namespace %q", redisVersion(ctx, admin), addr, d.ns)
 	}
 	if cleanup {
 		defer d.deleteKeys()
 	}
-	return d.run(ctx)
+	err = d.run(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("demo did not finish within %v", demoDeadline)
+	}
+	return err
 }
 
 // demo holds the state of one demo run.
@@ -593,4 +604,18 @@ func lossNote(lost uint64, reports int) string {
 		return "must be 0"
 	}
 	return fmt.Sprintf("%d loss report(s)", reports)
+}
+
+// redisVersion returns the server's redis_version, or "?".
+func redisVersion(ctx context.Context, rdb *redis.Client) string {
+	info, err := rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "redis_version:"); ok {
+			return v
+		}
+	}
+	return "?"
 }

@@ -87,6 +87,9 @@ var errHelp = errors.New("help printed")
 func main() {
 	redis.SetLogger(silentLogger{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A closed stdout (durabus tail | head) then gives EPIPE on write instead
+	// of killing the process, so that demo still stops its redis-server.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
 	stop()
 	os.Exit(code)
@@ -106,6 +109,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch {
 	case err == nil, errors.Is(err, errHelp):
 		return 0
+	case errors.Is(err, syscall.EPIPE):
+		return 141 // like a process killed by SIGPIPE, without a message
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		fmt.Fprintln(stderr, "durabus: interrupted")
+		return 130
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "durabus: %s (see durabus help)\n", oneLine(ue.msg))
 		return 2

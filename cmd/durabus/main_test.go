@@ -425,3 +425,62 @@ func TestStatsShowsTopicsSubscribersAndConsumerLag(t *testing.T) {
 		t.Errorf("stats --watch 200ms printed %d reports in 0.9 s", n)
 	}
 }
+
+func TestTailReconnectsAfterRedisRestart(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.WithAOF())
+	u := redisURL(srv)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	ok(t, "", "--redis", u, "publish", "r1", "--type", "x", "--data", "1")
+	cmd := exec.Command(binary, "--redis", u, "--json", "tail", "r1")
+	cmd.Env = cleanEnv(nil)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan record)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var r record
+			if json.Unmarshal(sc.Bytes(), &r) == nil {
+				lines <- r
+			}
+		}
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for rdb.PubSubNumSub(ctx, "durabus:{r1}").Val()["durabus:{r1}"] < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("tail did not subscribe within 15 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv.Kill(t)
+	srv.Restart(t)
+	ok(t, "", "--redis", u, "publish", "r1", "--type", "x", "--data", "2")
+	select {
+	case r := <-lines:
+		if r.Seq != 2 {
+			t.Errorf("tail printed seq %d after the restart, want 2", r.Seq)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("tail printed nothing within 20 s of the restart; stderr %q", stderr.String())
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	for range lines {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("tail after Ctrl-C: %v", err)
+	}
+	if !strings.Contains(stderr.String(), "live connection back") {
+		t.Errorf("tail did not say it reconnected: %q", stderr.String())
+	}
+}

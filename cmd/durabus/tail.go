@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"github.com/durabus/durabus/bus"
@@ -72,7 +74,12 @@ func runTail(ctx context.Context, e *env, opts any, args []string) error {
 	if isPattern && (since.kind == pointSeq || since.kind == pointPos || until.kind == pointSeq || until.kind == pointPos) {
 		return usagef("tail: a seq or position in --since or --until needs a single topic, not the pattern %q", pattern)
 	}
-	c, err := connect(ctx, e)
+	w := &warner{w: e.stderr}
+	c, err := connect(ctx, e, bus.WithFollowerOptions(
+		replay.WithOnError(w.warn),
+		replay.WithOnReconnect(func(reason string) {
+			w.note(fmt.Sprintf("live connection back (%s); repairing from the backlog", reason))
+		})))
 	if err != nil {
 		return err
 	}
@@ -157,4 +164,33 @@ func startOf(ctx context.Context, tr transport.Transport, topic string, p point)
 		return replay.After(transport.Position{Epoch: head.Epoch, Seq: p.seq - 1}), nil
 	}
 	return replay.NewOnly(), nil
+}
+
+// warner prints the follower's trouble on stderr, at most one line per
+// warnEvery so that a Redis that stays down does not flood the terminal.
+type warner struct {
+	w    io.Writer
+	mu   sync.Mutex
+	last time.Time
+}
+
+const warnEvery = 5 * time.Second
+
+func (w *warner) warn(err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if time.Since(w.last) < warnEvery {
+		return
+	}
+	w.last = time.Now()
+	fmt.Fprintf(w.w, "durabus: warning: %s (retrying)\n", oneLine(err.Error()))
+}
+
+func (w *warner) note(msg string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fmt.Fprintf(w.w, "durabus: %s\n", msg)
 }
