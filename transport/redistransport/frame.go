@@ -2,6 +2,7 @@ package redistransport
 
 import (
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 
@@ -23,7 +24,7 @@ func parseFrame(topic, s string, out []transport.Delivery) ([]transport.Delivery
 	epoch := f[0]
 	seq, err1 := strconv.ParseUint(f[1], 10, 64)
 	count, err2 := strconv.ParseUint(f[2], 10, 32)
-	if err1 != nil || err2 != nil || seq == 0 || count == 0 {
+	if err1 != nil || err2 != nil || seq == 0 || count == 0 || count-1 > math.MaxUint64-seq {
 		return out, errors.New("redistransport: frame header: bad seq or count")
 	}
 	for i := uint64(0); i < count; i++ {
