@@ -7,7 +7,7 @@ BIN           := $(CURDIR)/bin
 FUZZTIME      ?= 5s
 SUDO          := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: test lint unit fuzz redis-server demo
+.PHONY: test lint unit fuzz redis-server chaos demo
 
 ## test: install Redis if missing, check formatting, vet, staticcheck, then all tests with -race and a short fuzz run.
 test: redis-server lint unit fuzz
@@ -36,3 +36,10 @@ unit:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./envelope
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFrame$$' -fuzztime $(FUZZTIME) ./transport/redistransport
+
+## chaos: the long fault schedule (13 runs × CHAOS_DURATION of faults, ≥ 10 minutes); prints the table.
+CHAOS_DURATION ?= 50s
+chaos: redis-server
+	@mkdir -p $(BIN)
+	$(GO) test -race -count=1 -timeout 60m -run '^TestChaos$$' -v ./internal/chaos -chaos.duration=$(CHAOS_DURATION) -chaos.out=$(BIN)/chaos-table.md
