@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -96,9 +97,23 @@ func TestDemoOnGivenRedisCleansUp(t *testing.T) {
 	if _, err := other.Receive(ctx); err != nil {
 		t.Fatal(err)
 	}
-	out := ok(t, "", "--redis", redisURL(srv), "demo", "--topics", "2", "--events", "400", "--rate", "400")
-	if !strings.Contains(out, "result: OK") || !strings.Contains(out, "namespace \"durabus.demo.") {
-		t.Errorf("demo output:\n%s", out)
+	r := cli(t, "", nil, "--redis", redisURL(srv), "--json", "demo", "--topics", "2", "--events", "400", "--rate", "400")
+	var sum struct {
+		Published, Delivered int
+		Lost                 int
+		OK                   bool
+		Topics               []struct {
+			InOrder bool `json:"in_order"`
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil || r.code != 0 {
+		t.Fatalf("demo --json: exit %d, %v, stdout %q, stderr %q", r.code, err, r.stdout, r.stderr)
+	}
+	if !sum.OK || sum.Published != 800 || sum.Delivered < 800 || sum.Lost != 0 || len(sum.Topics) != 2 || !sum.Topics[0].InOrder {
+		t.Errorf("demo --json summary: %+v", sum)
+	}
+	if !strings.Contains(r.stderr, "namespace \"durabus.demo.") || !strings.Contains(r.stderr, "fault 1: CLIENT KILL") {
+		t.Errorf("demo progress on stderr:\n%s", r.stderr)
 	}
 	if keys := rdb.Keys(ctx, "*").Val(); len(keys) != 0 {
 		t.Errorf("demo left keys behind: %v", keys)

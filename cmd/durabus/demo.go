@@ -61,8 +61,9 @@ end. With --redis it uses a fresh namespace durabus.demo.<time> (unless
 --namespace is given), deletes its keys at the end, and kills only the
 subscriber's own connections.
 
-Exit status 0 only when nothing was lost and every topic was in order. It
-takes about 10 s.`,
+With --json the progress lines go to stderr and the summary is one JSON
+object on stdout. Exit status 0 only when nothing was lost and every topic
+was in order. It takes about 10 s.`,
 		flags: func(fs *flag.FlagSet) any {
 			o := &demoOpts{}
 			fs.IntVar(&o.topics, "topics", 3, "number of topics, 1 to 6")
@@ -167,7 +168,11 @@ type topicCheck struct {
 }
 
 func (d *demo) say(format string, args ...any) {
-	fmt.Fprintf(d.e.stdout, "[%5.1fs] %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
+	w := d.e.stdout
+	if d.e.json {
+		w = d.e.stderr // stdout carries only the JSON summary
+	}
+	fmt.Fprintf(w, "[%5.1fs] %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
 func (d *demo) run(ctx context.Context) error {
@@ -560,6 +565,23 @@ func (d *demo) summary() error {
 	if agg.Lost > lost {
 		lost = agg.Lost
 	}
+	ok := lost == 0 && disorder == 0 && missing == 0
+	if d.e.json {
+		topics := make([]map[string]any, 0, len(d.topics))
+		for _, t := range d.topics {
+			st := d.state[t]
+			topics = append(topics, map[string]any{"topic": t, "delivered": st.calls, "unique": st.unique,
+				"redelivered": st.redelivered, "out_of_order": st.outOfOrder, "bad_payloads": st.badPayload,
+				"in_order": st.outOfOrder == 0 && st.badPayload == 0 && st.unique == d.o.events})
+		}
+		_ = writeJSONLine(d.e.stdout, map[string]any{"published": published, "delivered": calls, "replayed": replayed,
+			"duplicates_dropped": agg.Duplicates, "redelivered": redelivered, "lost": lost, "loss_reports": len(d.losses),
+			"reconnects": agg.Reconnects, "topics": topics, "ok": ok, "seconds": time.Since(d.start).Seconds()})
+		if !ok {
+			return fmt.Errorf("demo failed: %d lost, %d out of order", lost, disorder)
+		}
+		return nil
+	}
 	w := d.e.stdout
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "durabus demo — summary")
@@ -591,7 +613,7 @@ func (d *demo) summary() error {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
-	if lost > 0 || disorder > 0 || missing > 0 {
+	if !ok {
 		fmt.Fprintln(w, "result: FAILED")
 		return fmt.Errorf("demo failed: %d lost, %d out of order", lost, disorder)
 	}
