@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,12 +73,26 @@ func start(ctx context.Context, bin string) (*Server, error) {
 	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", dir, "--logfile", logPath)
 	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = ParentDeathAttr()
+	s := &Server{addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir, cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		// The parent-death signal is tied to this thread: keep it until
+		// the server exits, so a killed parent takes the server with it.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(s.done)
+	}()
+	if err := <-started; err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("redisproc: exec %s: %w", bin, err)
 	}
-	s := &Server{addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(s.done) }()
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		if ping(s.addr) == nil {

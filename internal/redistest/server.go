@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/durabus/durabus/internal/redisproc"
 )
 
 const (
@@ -283,7 +285,7 @@ func (s *Server) launch() (*process, error) {
 		cmd := exec.Command(s.bin, args...)
 		cmd.Dir = s.dir
 		cmd.Stdout, cmd.Stderr = out, out
-		cmd.SysProcAttr = sysProcAttr()
+		cmd.SysProcAttr = redisproc.ParentDeathAttr()
 		if err := cmd.Start(); err != nil {
 			started <- err
 			return
