@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -115,12 +114,6 @@ func (h *history) passed(sub string, heads map[string]uint64) bool {
 		}
 	}
 	return true
-}
-
-func (h *history) count(sub string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.dels[sub])
 }
 
 // verdict is the checker's count for one subscriber.
@@ -313,13 +306,4 @@ func summary(reports []*runReport) string {
 		}
 	}
 	return b.String()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
