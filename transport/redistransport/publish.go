@@ -2,10 +2,11 @@ package redistransport
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha1"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -125,10 +126,42 @@ end
 return out
 `
 
-var publishSHA = func() string {
-	h := sha1.Sum([]byte(publishScript))
+// singleScript is publishScript cut down to the common case of one event
+// on an existing topic, without idempotency window or age limit: it does
+// the same writes (XADD with MAXLEN ~, HSET seq, one frame of one event)
+// with a third of the arguments and none of the batch bookkeeping, which
+// costs Redis about a third less per call. It returns 0 and writes nothing
+// when the topic has no epoch: the caller then runs publishScript, which
+// creates it (and restores seq from a surviving log).
+//
+// KEYS[1] log, KEYS[2] meta. ARGV[1] channel, ARGV[2] PUBLISH or SPUBLISH,
+// ARGV[3] MAXLEN (0: none), ARGV[4] the envelope. Returns {epoch, seq, id}.
+const singleScript = `
+local meta = redis.call('HMGET', KEYS[2], 'epoch', 'seq')
+local epoch = meta[1]
+if not epoch then return 0 end
+local seq = (tonumber(meta[2]) or 0) + 1
+local env = ARGV[4]
+local sid
+if ARGV[3] ~= '0' then
+  sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'seq', seq, 'e', env)
+else
+  sid = redis.call('XADD', KEYS[1], '*', 'seq', seq, 'e', env)
+end
+redis.call('HSET', KEYS[2], 'seq', seq)
+redis.call(ARGV[2], ARGV[1], 'v1 ' .. epoch .. ' ' .. seq .. ' 1\n' .. sid .. ' ' .. #env .. '\n' .. env)
+return {epoch, seq, sid}
+`
+
+var (
+	publishSHA = scriptSHA(publishScript)
+	singleSHA  = scriptSHA(singleScript)
+)
+
+func scriptSHA(s string) string {
+	h := sha1.Sum([]byte(s))
 	return hex.EncodeToString(h[:])
-}()
+}
 
 // frameSize is the size at which the script starts a new live frame.
 const frameSize = 64 << 10
@@ -187,10 +220,7 @@ func (t *Transport) scriptArgs(topic string, msgs []transport.Message, idx []int
 		n *= 2
 	}
 	args := make([]any, 0, 8+n)
-	pub := "PUBLISH"
-	if t.cfg.sharded {
-		pub = "SPUBLISH"
-	}
+	pub := t.pubCmd()
 	ch := t.channel(topic)
 	args = append(args, ch, pub, t.cfg.maxLen, t.cfg.maxAge.Milliseconds(), salt(),
 		t.cfg.idemWindow.Milliseconds(), ch+":idem:", frameSize)
@@ -203,10 +233,12 @@ func (t *Transport) scriptArgs(topic string, msgs []transport.Message, idx []int
 	return args
 }
 
-// salt returns 8 random hex digits for a new epoch.
+// salt returns 8 random hex digits for a new epoch. math/rand/v2's
+// generator is seeded from the OS and, unlike crypto/rand, costs no system
+// call on every publish.
 func salt() string {
 	var b [4]byte
-	_, _ = rand.Read(b[:])
+	binary.LittleEndian.PutUint32(b[:], rand.Uint32())
 	return hex.EncodeToString(b[:])
 }
 
@@ -222,12 +254,25 @@ func (t *Transport) needsIndex(topic string, now int64) bool {
 	return now-old >= indexInterval.Milliseconds() && last.CompareAndSwap(old, now)
 }
 
+// indexDue is needsIndex without marking.
+func (t *Transport) indexDue(topic string, now int64) bool {
+	v, ok := t.indexed.Load(topic)
+	return !ok || now-v.(*atomic.Int64).Load() >= indexInterval.Milliseconds()
+}
+
 func (t *Transport) forgetIndex(topic string) { t.indexed.Delete(topic) }
 
 // Publish appends msg to its topic's backlog and publishes it live, in one
 // script call, and returns its position once Redis has executed it. When
 // the reply is lost, go-redis may retry, which can write the event twice
 // (with two seqs) unless WithIdempotency is on.
+//
+// Concurrent calls are coalesced: the events that arrive while a pipeline is
+// in flight leave together in the next one, one script call per topic. A
+// lone call is sent at once. When ctx ends while the event is still queued
+// it is not written; when ctx ends after it was sent, Publish returns at
+// once with an error wrapping ErrUnknownOutcome and ctx.Err(), and the event
+// may be in the log (see coalesce.go).
 func (t *Transport) Publish(ctx context.Context, msg transport.Message) (transport.Position, error) {
 	if t.isClosed() {
 		return transport.Position{}, errClosed("publish")
@@ -235,13 +280,61 @@ func (t *Transport) Publish(ctx context.Context, msg transport.Message) (transpo
 	if err := t.check(&msg); err != nil {
 		return transport.Position{}, err
 	}
-	msgs := []transport.Message{msg}
-	pos := make([]transport.Position, 1)
-	failed, err := t.publish(ctx, msgs, [][]int{{0}}, pos)
-	if len(failed) > 0 {
-		return transport.Position{}, err
+	return t.publishOne(ctx, msg)
+}
+
+// publishSingle publishes one valid message with the caller's ctx. The
+// common case (the topic exists, its index entry is fresh, no idempotency
+// window and no age limit) runs singleScript; everything else the full
+// script.
+func (t *Transport) publishSingle(ctx context.Context, msg transport.Message) (transport.Position, error) {
+	if t.cfg.idemWindow == 0 && t.cfg.maxAge == 0 && !t.indexDue(msg.Topic, time.Now().UnixMilli()) {
+		pos, ok, err := t.publishLean(ctx, msg)
+		if ok || err != nil {
+			return pos, err
+		}
+		t.forgetIndex(msg.Topic) // the topic is new (or its meta hash was lost): index it now
 	}
-	return pos[0], nil
+	msgs := []transport.Message{msg}
+	var pos [1]transport.Position
+	var errs [1]error
+	t.publish(ctx, msgs, [][]int{{0}}, pos[:], errs[:])
+	return pos[0], errs[0]
+}
+
+// publishLean runs singleScript. ok is false, with no error and nothing
+// written, when the topic has no epoch yet: the full script must run.
+func (t *Transport) publishLean(ctx context.Context, msg transport.Message) (transport.Position, bool, error) {
+	keys := t.scriptKeys(msg.Topic)
+	args := []any{t.channel(msg.Topic), t.pubCmd(), t.cfg.maxLen, msg.Data}
+	cmd := t.rdb.EvalSha(ctx, singleSHA, keys, args...)
+	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		cmd = t.rdb.Eval(ctx, singleScript, keys, args...)
+	}
+	res, err := cmd.Result()
+	if err != nil {
+		return transport.Position{}, false, wrapErr("publish to", msg.Topic, err)
+	}
+	if n, isInt := res.(int64); isInt && n == 0 {
+		return transport.Position{}, false, nil
+	}
+	r, _ := res.([]any)
+	if len(r) == 3 {
+		epoch, _ := r[0].(string)
+		seq, _ := r[1].(int64)
+		id, _ := r[2].(string)
+		if epoch != "" && seq > 0 && id != "" {
+			return transport.Position{Epoch: epoch, Seq: uint64(seq), ID: id}, true, nil
+		}
+	}
+	return transport.Position{}, false, fmt.Errorf("redistransport: publish to %q: bad script reply %v", msg.Topic, res)
+}
+
+func (t *Transport) pubCmd() string {
+	if t.cfg.sharded {
+		return "SPUBLISH"
+	}
+	return "PUBLISH"
 }
 
 // PublishBatch publishes msgs: one script call per topic (split beyond 1000
@@ -257,30 +350,23 @@ func (t *Transport) PublishBatch(ctx context.Context, msgs []transport.Message) 
 	positions := make([]transport.Position, len(msgs))
 	var bad []int
 	var firstErr error
-	groups := make(map[string]int) // topic -> index in order
-	var order [][]int
-	var sizes []int
+	var skip map[int]bool
 	for i := range msgs {
 		if err := t.check(&msgs[i]); err != nil {
 			bad = append(bad, i)
+			if skip == nil {
+				skip = make(map[int]bool)
+			}
+			skip[i] = true
 			if firstErr == nil {
 				firstErr = err
 			}
-			continue
 		}
-		g, ok := groups[msgs[i].Topic]
-		if !ok || len(order[g]) >= maxCallEvents || sizes[g]+len(msgs[i].Data) > maxCallBytes {
-			g = len(order)
-			groups[msgs[i].Topic] = g
-			order = append(order, nil)
-			sizes = append(sizes, 0)
-		}
-		order[g] = append(order[g], i)
-		sizes[g] += len(msgs[i].Data)
 	}
+	order := t.group(msgs, skip)
 	var failed []int
 	if len(order) > 0 {
-		f, err := t.publish(ctx, msgs, order, positions)
+		f, err := t.publish(ctx, msgs, order, positions, nil)
 		failed = f
 		if err != nil && firstErr == nil {
 			firstErr = err
@@ -295,9 +381,9 @@ func (t *Transport) PublishBatch(ctx context.Context, msgs []transport.Message) 
 }
 
 // publish runs the script calls for groups (each a list of indexes of msgs
-// of one topic) and fills positions. It returns the indexes not written and
-// the first error.
-func (t *Transport) publish(ctx context.Context, msgs []transport.Message, groups [][]int, positions []transport.Position) ([]int, error) {
+// of one topic) and fills positions, and errs (when not nil) with each
+// message's error. It returns the indexes not written and the first error.
+func (t *Transport) publish(ctx context.Context, msgs []transport.Message, groups [][]int, positions []transport.Position, errs []error) ([]int, error) {
 	now := time.Now().UnixMilli()
 	var index []string
 	for _, g := range groups {
@@ -332,6 +418,11 @@ func (t *Transport) publish(ctx context.Context, msgs []transport.Message, group
 			retry = append(retry, c)
 		}
 	}
+	if len(retry) > 0 {
+		// Scripts were flushed (or never loaded): load the single-event
+		// script too, so that the next lone Publish finds it.
+		_ = t.rdb.ScriptLoad(ctx, singleScript).Err()
+	}
 	if len(retry) == 1 {
 		c := retry[0]
 		c.cmd = t.rdb.Eval(ctx, publishScript, t.scriptKeys(c.topic), t.scriptArgs(c.topic, msgs, c.idx)...)
@@ -349,6 +440,11 @@ func (t *Transport) publish(ctx context.Context, msgs []transport.Message, group
 		isNew, err := t.readResult(c, positions)
 		if err != nil {
 			failed = append(failed, c.idx...)
+			if errs != nil {
+				for _, i := range c.idx {
+					errs[i] = err
+				}
+			}
 			if firstErr == nil {
 				firstErr = err
 			}

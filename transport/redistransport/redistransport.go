@@ -78,6 +78,8 @@ type Transport struct {
 
 	indexed sync.Map // topic -> *atomic.Int64: last ZADD to ns:topics, Unix ms
 
+	w writer // coalesces concurrent Publish calls (coalesce.go)
+
 	mu     sync.Mutex
 	closed bool
 	subs   map[*subscription]struct{}
