@@ -7,7 +7,7 @@ BIN           := $(CURDIR)/bin
 FUZZTIME      ?= 5s
 SUDO          := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: test lint unit fuzz redis-server chaos demo
+.PHONY: test lint unit fuzz redis-server bench chaos demo
 
 ## test: install Redis if missing, check formatting, vet, staticcheck, then all tests with -race and a short fuzz run.
 test: redis-server lint unit fuzz
@@ -43,3 +43,16 @@ CHAOS_DURATION ?= 50s
 chaos: redis-server
 	@mkdir -p $(BIN)
 	$(GO) test -race -count=1 -timeout 60m -run '^TestChaos$$' -v ./internal/chaos -chaos.duration=$(CHAOS_DURATION) -chaos.out=$(BIN)/chaos-table.md
+
+## bench: the benchmark suite (bench/, its own Go module) on a private redis-server and
+## nats-server (installed with apt-get when missing; its columns are skipped when that fails).
+## Prints the Markdown table and rewrites the generated section of docs/benchmarks.md.
+BENCHFLAGS ?= -rounds 3
+bench: redis-server
+	@command -v nats-server >/dev/null 2>&1 || { \
+		echo "nats-server not found: installing it with apt-get"; \
+		{ $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends nats-server </dev/null; } || \
+		echo "could not install nats-server: the JetStream columns will be skipped"; \
+	}
+	cd bench && $(GO) run . $(BENCHFLAGS) -nats-server "$$(command -v nats-server || echo nats-server)" -doc ../docs/benchmarks.md

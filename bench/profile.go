@@ -1,0 +1,40 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime/pprof"
+)
+
+// profile runs one case under the CPU profiler (for the profiling notes in
+// docs/benchmarks.md): "live", "replay" or "publish".
+func (e *env) profile(which, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return err
+	}
+	defer pprof.StopCPUProfile()
+	for i := 0; i < 3; i++ {
+		e.round = i
+		m := metrics{}
+		switch which {
+		case "live":
+			err = e.liveCases(m)
+		case "replay":
+			err = e.replayCases(m)
+		case "publish":
+			err = e.publishCases(m)
+		default:
+			return fmt.Errorf("-profile %q: want live, replay or publish", which)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(os.Stderr, which, m)
+	}
+	return nil
+}
