@@ -81,7 +81,7 @@ func (t *Transport) publishOne(ctx context.Context, msg transport.Message) (tran
 		w.flushes++
 		w.mu.Unlock()
 		pos, err := t.publishSingle(ctx, msg)
-		t.lead(nil)
+		t.handOff()
 		return pos, err
 	}
 	r := reqPool.Get().(*pubReq)
@@ -141,31 +141,27 @@ func (w *writer) remove(r *pubReq) {
 	}
 }
 
-// lead is called by the holder of a flush slot (w.flushes counts it). With
-// me == nil the caller has just finished its own flush; otherwise me was
-// woken to lead. It sends what is queued, if anything, then gives the slot
-// back or passes it to the next waiter.
+// lead is called by me, a queued request woken to lead: it holds a flush
+// slot (w.flushes counts it). It sends me and what is queued with it, sets
+// their results, then passes the slot to the next waiter or gives it back.
 func (t *Transport) lead(me *pubReq) {
 	w := &t.w
 	w.mu.Lock()
 	// Take the queued requests, oldest first, but not those another leader
 	// picked to lead a flush of their own.
-	var batch []*pubReq
+	batch := []*pubReq{me}
 	keep := w.queue[:0]
 	for _, q := range w.queue {
-		if (q == me || q.state == stQueued) && len(batch) < maxCoalesce {
+		switch {
+		case q == me:
+		case q.state == stQueued && len(batch) < maxCoalesce:
 			batch = append(batch, q)
-		} else {
+		default:
 			keep = append(keep, q)
 		}
 	}
 	clear(w.queue[len(keep):])
 	w.queue = keep
-	if len(batch) == 0 {
-		w.flushes--
-		w.mu.Unlock()
-		return
-	}
 	for _, r := range batch {
 		r.state = stSending
 	}
@@ -177,17 +173,7 @@ func (t *Transport) lead(me *pubReq) {
 	for _, r := range batch {
 		r.state = stDone
 	}
-	var next *pubReq
-	for _, q := range w.queue {
-		if q.state == stQueued { // not already picked by another leader
-			next = q
-			next.state = stLead
-			break
-		}
-	}
-	if next == nil {
-		w.flushes--
-	}
+	next := w.nextLeaderLocked()
 	w.mu.Unlock()
 	for _, r := range batch {
 		if r != me {
@@ -197,9 +183,34 @@ func (t *Transport) lead(me *pubReq) {
 	if next != nil {
 		next.wake <- struct{}{}
 	}
-	if me != nil {
-		me.wake <- struct{}{} // me's result is set: its loop returns it
+	me.wake <- struct{}{} // me's result is set: its loop returns it
+}
+
+// handOff gives up the caller's flush slot: to the oldest queued request,
+// woken to lead the next flush, or back to the pool when nothing waits. The
+// caller returns at once either way: no caller waits for a flush of events
+// that are not its own.
+func (t *Transport) handOff() {
+	w := &t.w
+	w.mu.Lock()
+	next := w.nextLeaderLocked()
+	w.mu.Unlock()
+	if next != nil {
+		next.wake <- struct{}{}
 	}
+}
+
+// nextLeaderLocked picks the oldest queued request not already picked by
+// another leader and marks it to lead; with none, it frees the slot.
+func (w *writer) nextLeaderLocked() *pubReq {
+	for _, q := range w.queue {
+		if q.state == stQueued {
+			q.state = stLead
+			return q
+		}
+	}
+	w.flushes--
+	return nil
 }
 
 // flush publishes batch in one pipeline and sets each request's result.
