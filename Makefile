@@ -1,4 +1,4 @@
-# durabus — the whole set-up is `make test` (and `make demo` once the CLI lands).
+# durabus — the whole set-up is `make demo` and `make test` (see README.md).
 # Both install redis-server with apt-get when it is missing.
 
 GO            ?= go

@@ -1,3 +1,6 @@
-// Package internal holds code shared by durabus's own packages and tests
-// only: internal/redistest starts private redis-server processes for tests.
+// Package internal holds code shared by durabus's own packages, tools and
+// tests only: redisproc starts a private redis-server for the CLI and the
+// examples, redistest starts private servers (standalone, AOF, ACL,
+// cluster) and toxiproxy faults for tests, and chaos is the fault-injection
+// suite.
 package internal
