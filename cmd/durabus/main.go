@@ -6,7 +6,7 @@
 //
 //	durabus [global flags] <command> [flags] [arguments]
 //
-// Commands: demo, publish, tail, replay, stats, dead, version, help. Run
+// Commands: demo, publish, tail, replay, stats, dead, bench, version, help. Run
 // "durabus help <command>" for a command's flags. Global flags may also be
 // given after the command.
 //
