@@ -7,7 +7,8 @@ import (
 )
 
 // profile runs one case under the CPU profiler (for the profiling notes in
-// docs/benchmarks.md): "live", "replay" or "publish".
+// docs/benchmarks.md): "live", "replay" or "publish". The allocation
+// profile goes to path + ".alloc".
 func (e *env) profile(which, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
@@ -18,6 +19,13 @@ func (e *env) profile(which, path string) error {
 		return err
 	}
 	defer pprof.StopCPUProfile()
+	defer func() {
+		// Allocations (alloc_space / alloc_objects) beside the CPU profile.
+		if mf, err := os.Create(path + ".alloc"); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(mf, 0)
+			_ = mf.Close()
+		}
+	}()
 	for i := 0; i < 3; i++ {
 		e.round = i
 		m := metrics{}
