@@ -404,3 +404,49 @@ func TestReadyAndCloseReportRun(t *testing.T) {
 		t.Errorf("Close = %v, want Run's error wrapping transport.ErrClosed", err)
 	}
 }
+
+func TestOverlappingDurableSubscriptionsKeepTheirOwnCheckpoints(t *testing.T) {
+	// A typed subscription stuck at seq 6 and a pattern subscription that
+	// handled all 20 events of the same topic: after a restart the typed one
+	// resumes at 6, not where the pattern one stopped.
+	mem := newMem(t)
+	ctx := context.Background()
+	var typed log[string]
+	var stuck sync.Mutex
+	stuck.Lock() // held: the typed handler fails from seq 6 on
+	run := func(pattern *log[string]) {
+		b, _ := bus.New(mem, bus.WithConsumer("billing"), fast)
+		bus.Subscribe(b, func(ctx context.Context, e *OrderPlaced) error {
+			if m, _ := bus.MessageFrom(ctx); m.Position.Seq >= 6 && !stuck.TryLock() {
+				return errors.New("stuck")
+			} else if m.Position.Seq >= 6 {
+				stuck.Unlock()
+			}
+			typed.add(e.ID)
+			return nil
+		}, bus.StartAt(bus.Beginning()))
+		b.Handle("order.*", bus.HandlerFunc(func(_ context.Context, m *bus.Message) error { pattern.add(m.ID); return nil }), bus.StartAt(bus.Beginning()))
+		start(t, b)
+		for i := range 20 {
+			b.Publish(ctx, OrderPlaced{ID: fmt.Sprint(i)})
+		}
+		waitFor(t, "the pattern subscription", func() bool { return len(pattern.get()) >= 20 })
+		b.Close()
+	}
+	var p1, p2 log[string]
+	run(&p1)
+	if n := len(typed.get()); n != 5 {
+		t.Fatalf("typed handled %d before the restart, want 5", n)
+	}
+	cps, _ := mem.LoadCheckpoints(ctx, "billing")
+	pcps, _ := mem.LoadCheckpoints(ctx, "billing@order.*")
+	if cps["order.placed"].Seq != 5 || pcps["order.placed"].Seq != 20 {
+		t.Fatalf("checkpoints: typed %v, pattern %v; want seq 5 and 20", cps, pcps)
+	}
+	stuck.Unlock() // the typed handler works again
+	run(&p2)
+	waitFor(t, "typed to catch up", func() bool { return len(typed.get()) == 40 })
+	if len(p2.get()) != 20 {
+		t.Errorf("pattern handled %d after the restart, want the 20 new ones", len(p2.get()))
+	}
+}

@@ -23,7 +23,8 @@ import (
 // returns. Errors (a *replay.LossError, a *DeliveryError) are yielded with a
 // nil message and iteration goes on. The iteration ends when ctx ends or
 // the loop breaks; a closed transport ends it with a last error. The bus's
-// consumer (WithConsumer) makes it durable too.
+// consumer (WithConsumer) makes it durable too, with checkpoints of its own
+// under the name "<consumer>@events:<pattern>".
 func (b *Bus) Events(ctx context.Context, pattern string, opts ...SubscribeOption) iter.Seq2[*Message, error] {
 	return func(yield func(*Message, error) bool) {
 		sc := subConfig{}
@@ -73,7 +74,7 @@ func (b *Bus) Events(ctx context.Context, pattern string, opts ...SubscribeOptio
 			fopts = append(fopts, replay.WithTopics(pattern))
 		}
 		if b.cfg.consumer != "" {
-			fopts = append(fopts, replay.WithConsumer(b.cfg.consumer))
+			fopts = append(fopts, replay.WithConsumer(b.cfg.consumer+"@events:"+pattern))
 		}
 		f, err := replay.New(b.tr, handler, fopts...)
 		if err != nil {

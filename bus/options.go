@@ -48,11 +48,13 @@ func WithSource(source string) Option {
 
 // WithConsumer makes every subscription of the bus durable under the stable
 // name consumer: per-topic checkpoints are saved after handlers succeed and
-// win over StartAt when the process restarts. Default: not durable.
+// win over StartAt when the process restarts. Each subscription keeps its
+// own checkpoints: a topic subscription under the name itself, a pattern
+// subscription under "<consumer>@<pattern>". Default: not durable.
 func WithConsumer(name string) Option {
 	return func(c *config) {
-		if err := transport.ValidateTopic(name); err != nil {
-			c.invalid("consumer name: %v", err)
+		if err := replay.ValidateConsumer(name); err != nil {
+			c.invalid("%v", err)
 		}
 		c.consumer = name
 	}

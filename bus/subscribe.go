@@ -223,7 +223,7 @@ func (b *Bus) startLocked(g *group) error {
 		opts = append(opts, replay.WithTopics(g.key))
 	}
 	if b.cfg.consumer != "" {
-		opts = append(opts, replay.WithConsumer(b.cfg.consumer))
+		opts = append(opts, replay.WithConsumer(b.consumerFor(g.key, g.pattern)))
 	}
 	f, err := replay.New(b.tr, b.handlerOf(g), opts...)
 	if err != nil {
@@ -344,4 +344,16 @@ func (b *Bus) Status() []SubscriptionStatus {
 		out = append(out, s)
 	}
 	return out
+}
+
+// consumerFor names the checkpoints of one subscription of a durable bus.
+// Each subscription has its own cursor per topic, so each has its own
+// checkpoints: a topic subscription uses the consumer name itself, a
+// pattern subscription "<consumer>@<pattern>". These names are stored: they
+// never change once checkpoints exist.
+func (b *Bus) consumerFor(key string, pattern bool) string {
+	if pattern {
+		return b.cfg.consumer + "@" + key
+	}
+	return b.cfg.consumer
 }

@@ -99,13 +99,32 @@ func WithStart(s Start) Option { return func(c *config) { c.start = s } }
 // its saved checkpoints win over WithStart, and it saves a checkpoint per
 // topic after handlers succeed, batched (see WithCheckpointEvery) and
 // flushed when Run returns. Default: not durable.
+//
+// The name is stored (as ns:consumer:<name> on Redis) and must never change
+// once checkpoints exist: 1 to 400 bytes of printable ASCII without spaces.
+// Two followers must not share a name while they follow the same topic:
+// they would share its checkpoint.
 func WithConsumer(name string) Option {
 	return func(c *config) {
-		if err := transport.ValidateTopic(name); err != nil {
-			c.invalid("consumer name: %v", err)
+		if err := ValidateConsumer(name); err != nil {
+			c.invalid("%v", err)
 		}
 		c.consumer = name
 	}
+}
+
+// ValidateConsumer checks a durable consumer name: 1 to 400 bytes of
+// printable ASCII without spaces.
+func ValidateConsumer(name string) error {
+	if name == "" || len(name) > 400 {
+		return fmt.Errorf("consumer name %q: want 1 to 400 bytes", name)
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] <= ' ' || name[i] > '~' {
+			return fmt.Errorf("consumer name %q: byte %d is not printable ASCII (or is a space)", name, i)
+		}
+	}
+	return nil
 }
 
 // WithCheckpointEvery saves checkpoints after n handled events or after d,
