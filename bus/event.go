@@ -32,6 +32,9 @@ type Message struct {
 	// Replayed is true when the event came from the backlog (catch-up or
 	// gap repair) rather than live.
 	Replayed bool
+	// Subscription is the topic or pattern the handler was registered
+	// for; middleware that keeps state per handler (Dedupe) keys by it.
+	Subscription string
 }
 
 // Handler handles one message. A nil error marks it handled; an error is

@@ -50,6 +50,9 @@ func (b *Bus) Events(ctx context.Context, pattern string, opts ...SubscribeOptio
 		}
 		handler := func(hctx context.Context, d replay.Delivery) error {
 			m, err := b.decode(d)
+			if m != nil {
+				m.Subscription = pattern
+			}
 			it := item{m: m, err: err, next: make(chan bool, 1)}
 			if !send(it) {
 				return ctx.Err()

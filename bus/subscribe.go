@@ -266,6 +266,7 @@ func (b *Bus) handlerOf(g *group) replay.Handler {
 	return func(ctx context.Context, d replay.Delivery) error {
 		m, err := b.decode(d)
 		if err == nil {
+			m.Subscription = g.key
 			err = h.Handle(WithMessage(ctx, m), m)
 		}
 		var de *DeliveryError

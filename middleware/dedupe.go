@@ -47,8 +47,9 @@ type DedupeStore interface {
 }
 
 // Dedupe gives a handler the exactly-once effect for events with the same
-// envelope id within the store's window: an id already handled is dropped
-// (the call returns nil without calling the handler).
+// envelope id within the store's window: an id already handled by this
+// subscription (Message.Subscription) is dropped (the call returns nil
+// without calling the handler). The store's keys are "<subscription>|<id>".
 //
 // The protocol is claim → run → commit: Claim marks the id "in flight"
 // with a lease (SET NX with a short expiry in Redis), the handler runs,
@@ -67,7 +68,13 @@ func Dedupe(store DedupeStore) bus.Middleware {
 			if m.ID == "" {
 				return next.Handle(ctx, m)
 			}
-			token, done, err := store.Claim(ctx, m.ID)
+			// Per subscription: the same event reaching two handlers of a
+			// bus (a typed one and a pattern one) is handled by each.
+			id := m.ID
+			if m.Subscription != "" {
+				id = m.Subscription + "|" + m.ID
+			}
+			token, done, err := store.Claim(ctx, id)
 			if err != nil {
 				return fmt.Errorf("middleware: dedupe claim of %s: %w", m.ID, err)
 			}
@@ -83,7 +90,7 @@ func Dedupe(store DedupeStore) bus.Middleware {
 			ok := false
 			defer func() {
 				if !ok {
-					if aerr := store.Abort(saveCtx, m.ID, token); aerr != nil && c != nil {
+					if aerr := store.Abort(saveCtx, id, token); aerr != nil && c != nil {
 						c.note(fmt.Errorf("middleware: dedupe abort of %s: %w", m.ID, aerr))
 					}
 				}
@@ -92,7 +99,7 @@ func Dedupe(store DedupeStore) bus.Middleware {
 				return err
 			}
 			ok = true
-			if cerr := store.Commit(saveCtx, m.ID, token); cerr != nil && c != nil {
+			if cerr := store.Commit(saveCtx, id, token); cerr != nil && c != nil {
 				c.note(fmt.Errorf("middleware: dedupe commit of %s (a redelivery may run the handler again): %w", m.ID, cerr))
 			}
 			return nil

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/internal/redistest"
 	"github.com/durabus/durabus/middleware"
+	"github.com/durabus/durabus/replay"
+	"github.com/durabus/durabus/transport/memtransport"
 )
 
 // stores returns a memory store and a Redis store (on a private server).
@@ -186,5 +189,37 @@ func TestMemoryStoreWindow(t *testing.T) {
 	time.Sleep(80 * time.Millisecond)
 	if _, done, err := s.Claim(ctx, "a"); done || err != nil {
 		t.Fatalf("after the window: done %v err %v", done, err)
+	}
+}
+
+type placed struct{ N int }
+
+func (placed) EventType() string { return "order.placed" }
+
+func TestDedupeIsPerSubscription(t *testing.T) {
+	// One store for the whole bus: the typed and the pattern subscription
+	// each handle every event once.
+	mem := memtransport.New()
+	defer mem.Close()
+	store := middleware.NewMemoryStore(1000, time.Hour)
+	b, _ := bus.New(mem, bus.WithMiddleware(middleware.Dedupe(store)),
+		bus.WithFollowerOptions(replay.WithHeadCheck(20*time.Millisecond)))
+	var typed, pattern atomic.Int64
+	bus.Subscribe(b, func(context.Context, *placed) error { typed.Add(1); return nil })
+	b.Handle("order.*", bus.HandlerFunc(func(context.Context, *bus.Message) error { pattern.Add(1); return nil }))
+	go b.Run(context.Background())
+	defer b.Close()
+	if err := b.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		b.Publish(context.Background(), placed{N: i})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for (typed.Load() < 20 || pattern.Load() < 20) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if typed.Load() != 20 || pattern.Load() != 20 {
+		t.Errorf("typed handled %d, pattern %d; want 20 each", typed.Load(), pattern.Load())
 	}
 }
