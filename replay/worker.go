@@ -132,9 +132,17 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 			continue
 		}
 		if page.Epoch != "" && w.cursor.Epoch != "" && page.Epoch != w.cursor.Epoch {
-			w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, Reason: EpochChanged})
-			w.cursor = transport.Position{}
-			w.epochReset = true
+			if next, ok := w.sameLog(ctx, page.Epoch); ok {
+				// A new epoch over the same log (its meta hash was lost
+				// and remade): nothing was lost, go on after the cursor.
+				w.f.log.Warn("durabus: topic's epoch changed but its log goes on", "topic", w.topic, "old", w.cursor.Epoch, "new", page.Epoch)
+				w.cursor.Epoch = page.Epoch
+				page = next
+			} else {
+				w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, Reason: EpochChanged})
+				w.cursor = transport.Position{}
+				w.epochReset = true
+			}
 		}
 		for _, d := range page.Events {
 			if d.Position.Epoch == "" {
@@ -150,6 +158,21 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 			return true
 		}
 	}
+}
+
+// sameLog reports whether the log of the new epoch is the cursor's log
+// going on: the entry after the cursor's backlog id carries the next seq.
+// It returns that page of the log.
+func (w *worker) sameLog(ctx context.Context, epoch string) (transport.Page, bool) {
+	c := w.cursor
+	if c.ID == "" {
+		return transport.Page{}, false
+	}
+	page, err := w.f.tr.Range(ctx, w.topic, transport.Position{Epoch: epoch, Seq: c.Seq, ID: c.ID}, w.f.cfg.pageSize)
+	if err != nil || page.Epoch != epoch || len(page.Events) == 0 || page.Events[0].Position.Seq != c.Seq+1 {
+		return transport.Page{}, false
+	}
+	return page, true
 }
 
 // live handles a live frame.
