@@ -72,7 +72,7 @@ func (b *Bus) Events(ctx context.Context, pattern string, opts ...SubscribeOptio
 			replay.WithDrainTimeout(0),
 		}, b.cfg.followerOps...)
 		if transport.IsPattern(pattern) {
-			fopts = append(fopts, replay.WithPattern(pattern))
+			fopts = append(fopts, replay.WithPattern(pattern), replay.WithExclude(deadUnlessAsked(pattern)))
 		} else {
 			fopts = append(fopts, replay.WithTopics(pattern))
 		}

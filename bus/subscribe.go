@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport"
@@ -218,7 +219,7 @@ func (b *Bus) startLocked(g *group) error {
 		replay.WithOnLoss(b.lost),
 	}, b.cfg.followerOps...)
 	if g.pattern {
-		opts = append(opts, replay.WithPattern(g.key))
+		opts = append(opts, replay.WithPattern(g.key), replay.WithExclude(deadUnlessAsked(g.key)))
 	} else {
 		opts = append(opts, replay.WithTopics(g.key))
 	}
@@ -357,4 +358,15 @@ func (b *Bus) consumerFor(key string, pattern bool) string {
 		return b.cfg.consumer + "@" + key
 	}
 	return b.cfg.consumer
+}
+
+// deadUnlessAsked leaves dead-letter topics out of a pattern subscription
+// unless the pattern itself is about them ("*.dead"): "order.*" must not
+// receive "order.placed.dead", or a failing handler behind DeadLetter
+// would feed on its own dead letters.
+func deadUnlessAsked(pattern string) func(topic string) bool {
+	if strings.HasSuffix(pattern, DeadSuffix) {
+		return nil
+	}
+	return func(topic string) bool { return strings.HasSuffix(topic, DeadSuffix) }
 }

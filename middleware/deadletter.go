@@ -39,6 +39,12 @@ func (f PublisherFunc) PublishEnvelope(ctx context.Context, topic string, e *env
 // topic moves on. List and re-publish dead letters with Bus.DeadLetters and
 // Bus.Requeue.
 //
+// A dead letter (an event carrying bus.ExtDeadTopic) whose handler fails
+// again is not dead-lettered a second time: it stays in the dead-letter
+// topic it was read from, the failure is noted for Logging, and nil is
+// returned. Pattern subscriptions do not see dead-letter topics unless
+// their pattern ends in ".dead".
+//
 // When the ctx has ended (the bus is stopping) the error is returned as it
 // is, without a dead letter: the event was not given up, it is delivered
 // again later. When the dead letter cannot be published, the handler's
@@ -51,6 +57,12 @@ func DeadLetter(p Publisher) bus.Middleware {
 			err := next.Handle(ctx, m)
 			if err == nil || ctx.Err() != nil {
 				return err
+			}
+			if _, isDead := m.Extensions[bus.ExtDeadTopic]; isDead {
+				// A dead letter failed again: it stays where it is, in
+				// its dead-letter topic's backlog; no T.dead.dead chain.
+				c.note(fmt.Errorf("middleware: dead letter %s from %q failed again, left in %q: %w", m.ID, m.Extensions[bus.ExtDeadTopic], m.Topic, err))
+				return nil
 			}
 			dead := bus.DeadLetterTopic(m.Topic)
 			if _, perr := p.PublishEnvelope(ctx, dead, bus.NewDeadLetter(m, err, c.attempts())); perr != nil {

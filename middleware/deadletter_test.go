@@ -3,10 +3,15 @@ package middleware_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/middleware"
+	"github.com/durabus/durabus/replay"
+	"github.com/durabus/durabus/transport/memtransport"
 )
 
 func TestDeadLetter(t *testing.T) {
@@ -64,5 +69,42 @@ func TestDeadLetter(t *testing.T) {
 				t.Fatalf("the original message was changed: %v", m.Extensions)
 			}
 		})
+	}
+}
+
+func TestDeadLettersDoNotFeedAPatternThatMatchesThem(t *testing.T) {
+	// "order.*" also matches "order.placed.dead": without care a failing
+	// handler behind DeadLetter would dead-letter its own dead letters.
+	mem := memtransport.New()
+	defer mem.Close()
+	b, _ := bus.New(mem, bus.WithFollowerOptions(replay.WithHeadCheck(20*time.Millisecond)))
+	var calls atomic.Int64
+	b.Handle("order.*", bus.HandlerFunc(func(context.Context, *bus.Message) error {
+		calls.Add(1)
+		return middleware.Permanent(errors.New("always fails"))
+	}), bus.Use(middleware.DeadLetter(b)))
+	dead := make(chan *bus.Message, 10)
+	b.Handle("*.dead", bus.HandlerFunc(func(_ context.Context, m *bus.Message) error {
+		dead <- m
+		return errors.New("the dead-letter handler fails too")
+	}), bus.Use(middleware.DeadLetter(b)))
+	go b.Run(context.Background())
+	defer b.Close()
+	if err := b.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.Publish(context.Background(), placed{N: 1})
+	select {
+	case m := <-dead:
+		if m.Topic != "order.placed.dead" {
+			t.Errorf("dead letter on %q", m.Topic)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no dead letter")
+	}
+	time.Sleep(200 * time.Millisecond) // room for a wrong chain
+	topics, _ := mem.Topics(context.Background(), "*")
+	if fmt.Sprint(topics) != "[order.placed order.placed.dead]" || calls.Load() != 1 {
+		t.Errorf("topics %v after %d calls; want [order.placed order.placed.dead] after 1", topics, calls.Load())
 	}
 }

@@ -224,7 +224,7 @@ func (f *Follower) startWorkers(ctx, hctx context.Context, saved map[string]tran
 		return
 	}
 	for t := range saved {
-		if transport.Match(f.cfg.pattern, t) {
+		if f.follows(t) {
 			f.worker(ctx, hctx, t, saved, false, wg)
 		}
 	}
@@ -242,8 +242,15 @@ func (f *Follower) discover(ctx, hctx context.Context, saved map[string]transpor
 		return
 	}
 	for _, t := range topics {
-		f.worker(ctx, hctx, t, saved, late, wg)
+		if f.follows(t) {
+			f.worker(ctx, hctx, t, saved, late, wg)
+		}
 	}
+}
+
+// follows reports whether the follower's pattern takes topic.
+func (f *Follower) follows(topic string) bool {
+	return transport.Match(f.cfg.pattern, topic) && (f.cfg.exclude == nil || !f.cfg.exclude(topic))
 }
 
 // worker returns the worker of topic, starting it when new.
@@ -336,7 +343,7 @@ func (f *Follower) dispatch(ctx, hctx context.Context, sub transport.Subscriptio
 			case transport.Frame:
 				w := f.lookup(ev.Delivery.Topic)
 				if w == nil {
-					if f.cfg.pattern == "" || !transport.Match(f.cfg.pattern, ev.Delivery.Topic) {
+					if f.cfg.pattern == "" || !f.follows(ev.Delivery.Topic) {
 						continue
 					}
 					w = f.worker(ctx, hctx, ev.Delivery.Topic, saved, true, wg)

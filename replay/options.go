@@ -31,6 +31,7 @@ type Option func(*config)
 type config struct {
 	topics       []string
 	pattern      string
+	exclude      func(topic string) bool
 	start        Start
 	consumer     string
 	cpEvery      int
@@ -90,6 +91,10 @@ func WithPattern(pattern string) Option {
 		c.pattern = pattern
 	}
 }
+
+// WithExclude leaves out the topics for which f returns true, among those
+// a pattern matches. Default: none left out.
+func WithExclude(f func(topic string) bool) Option { return func(c *config) { c.exclude = f } }
 
 // WithStart sets where to begin on topics without a saved checkpoint.
 // Default NewOnly.
