@@ -183,7 +183,7 @@ func (w *worker) live(ctx, hctx context.Context, d transport.Delivery) bool {
 		// Two frames claim the cursor's seq, and the one delivered has the
 		// later stream id: it may not be in the log (a forged frame with the
 		// next seq). Ask the log.
-		return w.conflict(ctx, hctx)
+		return w.conflict(ctx, hctx, d)
 	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq <= c.Seq && !idAfter(d.Position.ID, c.ID):
 		w.f.c.duplicates.Add(1)
 		return true
@@ -221,9 +221,15 @@ func (w *worker) live(ctx, hctx context.Context, d transport.Delivery) bool {
 // another event at the cursor's seq, the delivered one was not logged (a
 // forged frame): that is reported, and the cursor steps back so that the
 // logged event is delivered.
-func (w *worker) conflict(ctx, hctx context.Context) bool {
+func (w *worker) conflict(ctx, hctx context.Context, d transport.Delivery) bool {
 	c := w.cursor
-	page, err := w.f.tr.Range(ctx, w.topic, transport.Position{Epoch: c.Epoch, Seq: c.Seq - 1}, 1)
+	before, ok := predID(d.Position.ID)
+	if !ok {
+		w.f.c.duplicates.Add(1)
+		return true
+	}
+	at := transport.Position{Epoch: c.Epoch, Seq: c.Seq - 1, ID: before}
+	page, err := w.f.tr.Range(ctx, w.topic, at, 1)
 	if err != nil || page.Epoch != c.Epoch || len(page.Events) == 0 || page.Events[0].Position.Seq != c.Seq ||
 		page.Events[0].Position.ID == c.ID {
 		w.f.c.duplicates.Add(1)
@@ -232,7 +238,7 @@ func (w *worker) conflict(ctx, hctx context.Context) bool {
 	w.f.c.malformed.Add(1)
 	w.f.report(fmt.Errorf("replay: topic %q: the event delivered at seq %d (stream id %s) is not in the backlog, which holds %s there: delivering that one",
 		w.topic, c.Seq, c.ID, page.Events[0].Position.ID))
-	w.cursor = transport.Position{Epoch: c.Epoch, Seq: c.Seq - 1}
+	w.cursor = at
 	return w.catchUp(ctx, hctx, transport.Position{})
 }
 
@@ -267,7 +273,11 @@ func (w *worker) ordered(ctx, hctx context.Context, d transport.Delivery, replay
 }
 
 // deliver runs the handler until it succeeds, then advances the cursor.
+// Once the follower is stopping it starts no new handler call.
 func (w *worker) deliver(ctx, hctx context.Context, d transport.Delivery, replayed bool) bool {
+	if ctx.Err() != nil {
+		return false
+	}
 	var bo *backoff.ExponentialBackOff
 	for attempt := 1; ; attempt++ {
 		err := call(hctx, w.f.h, Delivery{Delivery: d, Replayed: replayed})
@@ -352,6 +362,19 @@ func idAfter(a, b string) bool {
 		return false
 	}
 	return am > bm || am == bm && an > bn
+}
+
+// predID returns the backlog id just before id ("ms-n" form), so that a
+// read after it starts at id.
+func predID(id string) (string, bool) {
+	ms, n, ok := splitID(id)
+	switch {
+	case !ok || ms == 0 && n == 0:
+		return "", false
+	case n > 0:
+		return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(n-1, 10), true
+	}
+	return strconv.FormatUint(ms-1, 10) + "-" + strconv.FormatUint(^uint64(0), 10), true
 }
 
 func splitID(id string) (ms, n uint64, ok bool) {
