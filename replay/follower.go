@@ -81,6 +81,7 @@ type Follower struct {
 
 	mu      sync.Mutex
 	workers map[string]*worker
+	order   []*worker // in creation order, for the head-check rotation
 }
 
 // New returns a Follower of tr that hands events to h. Exactly one of
@@ -134,6 +135,8 @@ func (f *Follower) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); f.cp.run(runCtx) }()
 	}
 
+	wg.Add(1)
+	go func() { defer wg.Done(); f.headChecks(runCtx) }()
 	err := f.follow(runCtx, hctx, saved, &wg)
 
 	stop()
@@ -272,10 +275,12 @@ func (f *Follower) worker(ctx, hctx context.Context, topic string, saved map[str
 		topic:   topic,
 		start:   start,
 		initial: !late && f.initPending.Load() > 0,
-		inbox:   make(chan transport.Delivery, f.cfg.inboxSize),
+		inbox:   newInbox(f.cfg.inboxSize),
+		check:   make(chan struct{}, 1),
 		repair:  make(chan struct{}, 1),
 	}
 	f.workers[topic] = w
+	f.order = append(f.order, w)
 	if w.initial {
 		f.initPending.Add(1)
 	}
@@ -305,6 +310,40 @@ func (f *Follower) each(fn func(*worker)) {
 	}
 }
 
+// relistEvery is how many head-check intervals pass between two listings
+// of the topics matching a pattern (which catch a new topic whose first
+// frames were all lost).
+const relistEvery = 5
+
+// maxHeadChecks bounds the head checks started per interval: with more
+// topics than that, they take turns, so a follower of 100 000 topics does
+// not send 50 000 reads a second to Redis.
+const maxHeadChecks = 500
+
+// headChecks asks the workers, in turns, to compare their topic's head
+// with their cursor, every head-check interval.
+func (f *Follower) headChecks(ctx context.Context) {
+	t := time.NewTicker(f.cfg.headCheck)
+	defer t.Stop()
+	next := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f.mu.Lock()
+		ws := f.order
+		f.mu.Unlock()
+		for i := 0; i < len(ws) && i < maxHeadChecks; i++ {
+			ws[(next+i)%len(ws)].dueHeadCheck()
+		}
+		if len(ws) > 0 {
+			next = (next + maxHeadChecks) % len(ws)
+		}
+	}
+}
+
 // reconnected makes every topic repair from the backlog: whatever was
 // published while the connection was down is there.
 func (f *Follower) reconnected(ctx, hctx context.Context, saved map[string]transport.Position, wg *sync.WaitGroup, reason string) {
@@ -324,7 +363,7 @@ func (f *Follower) reconnected(ctx, hctx context.Context, saved map[string]trans
 func (f *Follower) dispatch(ctx, hctx context.Context, sub transport.Subscription, saved map[string]transport.Position, wg *sync.WaitGroup) {
 	var relist <-chan time.Time
 	if f.cfg.pattern != "" {
-		t := time.NewTicker(f.cfg.headCheck)
+		t := time.NewTicker(relistEvery * f.cfg.headCheck)
 		defer t.Stop()
 		relist = t.C
 	}
@@ -348,9 +387,7 @@ func (f *Follower) dispatch(ctx, hctx context.Context, sub transport.Subscriptio
 					}
 					w = f.worker(ctx, hctx, ev.Delivery.Topic, saved, true, wg)
 				}
-				select {
-				case w.inbox <- ev.Delivery:
-				default:
+				if !w.inbox.push(ev.Delivery) {
 					f.c.overflows.Add(1)
 					w.needRepair()
 				}

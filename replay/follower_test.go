@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -466,4 +467,31 @@ func TestOptionsAreValidated(t *testing.T) {
 
 func contains(s, sub string) bool {
 	return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub))
+}
+
+func TestManyPatternTopicsCostLittleMemory(t *testing.T) {
+	// A pattern over 5 000 topics (one user each): every topic gets its
+	// cursor and goroutine, but no preallocated inbox.
+	mem := newMem(t)
+	const topics = 5000
+	for i := range topics {
+		publish(t, mem, fmt.Sprintf("user.%d.notes", i), 1)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	rec := newRecorder(t)
+	f, err := replay.New(mem, rec.handle, append(fast, replay.WithPattern("user.*.notes"), replay.WithStart(replay.Beginning()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, f)
+	waitFor(t, "every topic", func() bool { return f.Stats().Delivered == topics })
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perTopic := (int64(after.HeapInuse+after.StackInuse) - int64(before.HeapInuse+before.StackInuse)) / topics
+	t.Logf("%d topics: about %d bytes each (heap and stacks)", topics, perTopic)
+	if perTopic > 20_000 {
+		t.Errorf("%d bytes per followed topic, want under 20 kB", perTopic)
+	}
 }

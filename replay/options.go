@@ -166,7 +166,8 @@ func WithInboxSize(n int) Option {
 }
 
 // WithHeadCheck sets how often each topic's head seq is compared with the
-// cursor, which catches a lost last event within two intervals. Default 2 s.
+// cursor, which catches a lost last event within two intervals. With more
+// than 500 topics the topics take turns, 500 per interval. Default 2 s.
 func WithHeadCheck(d time.Duration) Option {
 	return func(c *config) {
 		if d <= 0 {

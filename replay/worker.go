@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/cenkalti/backoff/v4"
 
@@ -20,7 +19,8 @@ type worker struct {
 	f      *Follower
 	topic  string
 	start  Start
-	inbox  chan transport.Delivery
+	inbox  *inbox
+	check  chan struct{} // a head check is due
 	repair chan struct{}
 	// initial workers count towards the follower's readiness.
 	initial bool
@@ -55,25 +55,37 @@ func (w *worker) run(ctx, hctx context.Context) {
 	if !w.catchUp(ctx, hctx, transport.Position{}) {
 		return
 	}
-	tick := time.NewTicker(w.f.cfg.headCheck)
-	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case d := <-w.inbox:
-			if !w.live(ctx, hctx, d) {
-				return
+		case <-w.inbox.ready:
+			for {
+				d, ok := w.inbox.pop()
+				if !ok {
+					break
+				}
+				if !w.live(ctx, hctx, d) {
+					return
+				}
 			}
 		case <-w.repair:
 			if !w.catchUp(ctx, hctx, transport.Position{}) {
 				return
 			}
-		case <-tick.C:
+		case <-w.check:
 			if !w.checkHead(ctx, hctx) {
 				return
 			}
 		}
+	}
+}
+
+// dueHeadCheck asks the worker for a head check. It never blocks.
+func (w *worker) dueHeadCheck() {
+	select {
+	case w.check <- struct{}{}:
+	default:
 	}
 }
 
@@ -328,14 +340,14 @@ func (w *worker) checkHead(ctx, hctx context.Context) bool {
 	switch {
 	case w.cursor.Epoch != "" && head.Epoch != w.cursor.Epoch:
 		behind = true
-	case head.Epoch == w.cursor.Epoch && head.Seq < w.cursor.Seq && len(w.inbox) == 0:
+	case head.Epoch == w.cursor.Epoch && head.Seq < w.cursor.Seq && w.inbox.len() == 0:
 		// Redis lost the last writes (and no new event reused their seqs
 		// yet): say so, and follow from its head.
 		w.f.lost(&LossError{Topic: w.topic, Epoch: head.Epoch, From: head.Seq + 1, To: w.cursor.Seq, Reason: RolledBack})
 		w.cursor = head
 		w.show()
 		return true
-	case len(w.inbox) > 0:
+	case w.inbox.len() > 0:
 	case prev.Epoch == head.Epoch && (w.cursor.Epoch == "" && prev.Seq > 0 || w.cursor.Epoch == head.Epoch && w.cursor.Seq < prev.Seq):
 		behind = true
 	}

@@ -1,0 +1,66 @@
+package replay
+
+import (
+	"sync"
+
+	"github.com/durabus/durabus/transport"
+)
+
+// inbox is a topic's queue of live frames: bounded, and sized by what it
+// holds rather than by its bound, so that thousands of mostly idle topics
+// of a pattern subscription cost little memory.
+type inbox struct {
+	max   int
+	ready chan struct{} // signalled when frames are queued
+
+	mu   sync.Mutex
+	q    []transport.Delivery
+	head int
+}
+
+func newInbox(max int) *inbox { return &inbox{max: max, ready: make(chan struct{}, 1)} }
+
+// push queues d; false when the inbox is full. It never blocks.
+func (in *inbox) push(d transport.Delivery) bool {
+	in.mu.Lock()
+	if len(in.q)-in.head >= in.max {
+		in.mu.Unlock()
+		return false
+	}
+	in.q = append(in.q, d)
+	in.mu.Unlock()
+	select {
+	case in.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// pop takes the oldest frame.
+func (in *inbox) pop() (transport.Delivery, bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.head == len(in.q) {
+		return transport.Delivery{}, false
+	}
+	d := in.q[in.head]
+	in.q[in.head] = transport.Delivery{}
+	in.head++
+	if in.head == len(in.q) {
+		// Empty: keep a small array for the next frames, free a big one.
+		if cap(in.q) > 64 {
+			in.q = nil
+		} else {
+			in.q = in.q[:0]
+		}
+		in.head = 0
+	}
+	return d, true
+}
+
+// len returns the number of queued frames.
+func (in *inbox) len() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.q) - in.head
+}
