@@ -70,8 +70,11 @@ func Subscribe[T Event](b *Bus, h func(ctx context.Context, e *T) error, opts ..
 
 // Handle registers h for every event on the topics matching pattern (a
 // topic name or a glob such as "user.*.notifications"), whatever its type.
-// On a topic that also has typed subscriptions, h gets the types they do
-// not take.
+// Given a topic name that also has typed subscriptions, h gets the types
+// they do not take (one subscription, one cursor). A glob is a subscription
+// of its own, with its own cursor per topic: it gets every event of the
+// matching topics, including those typed subscriptions also get, except
+// dead-letter topics (T.dead) unless the glob ends in ".dead".
 func (b *Bus) Handle(pattern string, h Handler, opts ...SubscribeOption) error {
 	if h == nil {
 		return fmt.Errorf("%w: nil handler for %q", ErrInvalidOption, pattern)
@@ -99,6 +102,13 @@ func (b *Bus) add(key string, pattern bool, typ string, h Handler, sc subConfig)
 	defer b.mu.Unlock()
 	if b.closed {
 		return ErrClosed
+	}
+	if b.running {
+		select {
+		case <-b.done:
+			return fmt.Errorf("%w: Run has returned", ErrClosed)
+		default:
+		}
 	}
 	g := b.groups[key]
 	if g != nil && g.follower != nil {
