@@ -104,10 +104,8 @@ func TestLeastPrivilegeACLUserWorksAndOthersFailClearly(t *testing.T) {
 	bad, _ := redistransport.New(client("app", "wrong"))
 	defer bad.Close()
 	b2, _ := bus.New(bad)
-	// Known gap (redistransport publish pipeline): the WRONGPASS of the
-	// dial is lost and the error reads "unexpected type=<nil> for Slice".
-	if _, err = b2.Publish(context.Background(), Event{K: 1, Topic: "acl.orders"}); err == nil {
-		t.Fatal("publish with a wrong password succeeded")
+	if _, err = b2.Publish(context.Background(), Event{K: 1, Topic: "acl.orders"}); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("publish with a wrong password: %v, want a WRONGPASS error", err)
 	}
 	t.Logf("wrong password: %v", err)
 }

@@ -408,7 +408,9 @@ func (t *Transport) publish(ctx context.Context, msgs []transport.Message, group
 		if len(index) > 0 {
 			zadd = p.ZAdd(ctx, t.topicsKey, t.members(index, now)...)
 		}
-		_, _ = p.Exec(ctx) // errors are read per command below
+		if err := execPipeline(ctx, p, calls); err != nil && zadd != nil {
+			zadd.SetErr(err)
+		}
 	}
 	// Calls refused with NOSCRIPT were not run: run them again with EVAL,
 	// which also loads the script (on the node that owns the slot).
@@ -431,7 +433,7 @@ func (t *Transport) publish(ctx context.Context, msgs []transport.Message, group
 		for _, c := range retry {
 			c.cmd = p.Eval(ctx, publishScript, t.scriptKeys(c.topic), t.scriptArgs(c.topic, msgs, c.idx)...)
 		}
-		_, _ = p.Exec(ctx)
+		_ = execPipeline(ctx, p, retry)
 	}
 	var failed []int
 	var firstErr error
@@ -500,4 +502,25 @@ func (t *Transport) readResult(c *call, positions []transport.Position) (created
 		positions[i] = transport.Position{Epoch: epoch, Seq: uint64(seq), ID: id}
 	}
 	return flag == 1, nil
+}
+
+// execPipeline sends p, whose script calls are calls. Errors of single
+// commands are read from each command. When the pipeline could not be sent
+// at all (no connection, authentication refused: WRONGPASS, NOAUTH), its
+// commands got no reply and no error of their own: they are given the
+// pipeline's, which is returned; otherwise it returns nil.
+func execPipeline(ctx context.Context, p redis.Pipeliner, calls []*call) error {
+	_, err := p.Exec(ctx)
+	if err == nil {
+		return nil
+	}
+	for _, c := range calls {
+		if c.cmd.Err() != nil || c.cmd.Val() != nil {
+			return nil // replies came: each command has its own outcome
+		}
+	}
+	for _, c := range calls {
+		c.cmd.SetErr(err)
+	}
+	return err
 }
