@@ -177,6 +177,10 @@ func TestAOFRestartKeepsAcknowledged(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
+		// One transport each, like 4 publishing processes: calls on one
+		// transport would be coalesced into fewer round trips, and the
+		// kill must catch some in flight.
+		ptr := newTransport(t, rdb)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -186,7 +190,7 @@ func TestAOFRestartKeepsAcknowledged(t *testing.T) {
 					return
 				default:
 				}
-				pos, err := tr.Publish(ctx, message("aof", i))
+				pos, err := ptr.Publish(ctx, message("aof", i))
 				mu.Lock()
 				if err == nil {
 					acked[pos.Seq] = pos
