@@ -414,7 +414,7 @@ func TestOverlappingDurableSubscriptionsKeepTheirOwnCheckpoints(t *testing.T) {
 	var typed log[string]
 	var stuck sync.Mutex
 	stuck.Lock() // held: the typed handler fails from seq 6 on
-	run := func(pattern *log[string]) {
+	run := func(pattern *log[string], typedWant int) {
 		b, _ := bus.New(mem, bus.WithConsumer("billing"), fast)
 		bus.Subscribe(b, func(ctx context.Context, e *OrderPlaced) error {
 			if m, _ := bus.MessageFrom(ctx); m.Position.Seq >= 6 && !stuck.TryLock() {
@@ -430,11 +430,11 @@ func TestOverlappingDurableSubscriptionsKeepTheirOwnCheckpoints(t *testing.T) {
 		for i := range 20 {
 			b.Publish(ctx, OrderPlaced{ID: fmt.Sprint(i)})
 		}
-		waitFor(t, "the pattern subscription", func() bool { return len(pattern.get()) >= 20 })
+		waitFor(t, "both subscriptions", func() bool { return len(pattern.get()) >= 20 && len(typed.get()) >= typedWant })
 		b.Close()
 	}
 	var p1, p2 log[string]
-	run(&p1)
+	run(&p1, 5)
 	if n := len(typed.get()); n != 5 {
 		t.Fatalf("typed handled %d before the restart, want 5", n)
 	}
@@ -444,8 +444,10 @@ func TestOverlappingDurableSubscriptionsKeepTheirOwnCheckpoints(t *testing.T) {
 		t.Fatalf("checkpoints: typed %v, pattern %v; want seq 5 and 20", cps, pcps)
 	}
 	stuck.Unlock() // the typed handler works again
-	run(&p2)
-	waitFor(t, "typed to catch up", func() bool { return len(typed.get()) == 40 })
+	run(&p2, 40)
+	if n := len(typed.get()); n != 40 {
+		t.Errorf("typed handled %d in all, want 5 + the 15 it had left + 20 new", n)
+	}
 	if len(p2.get()) != 20 {
 		t.Errorf("pattern handled %d after the restart, want the 20 new ones", len(p2.get()))
 	}
