@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Decoder decodes envelopes with a size limit. The zero Decoder applies
@@ -54,7 +55,13 @@ func (d Decoder) Decode(b []byte) (*Envelope, error) {
 	if limit > 0 && len(b) > limit {
 		return nil, fieldErr("", ErrTooLarge, strconv.Itoa(len(b))+" bytes, limit "+strconv.Itoa(limit))
 	}
-	p := parser{s: string(b)}
+	// One private copy of b: attribute strings are substrings of it and
+	// Data is a slice of it, so the Envelope shares no memory with b. Data's
+	// bytes are disjoint from every string's, so changing them changes no
+	// attribute.
+	buf := make([]byte, len(b))
+	copy(buf, b)
+	p := parser{s: unsafe.String(unsafe.SliceData(buf), len(buf)), buf: buf}
 	e := new(Envelope)
 	if err := p.parse(e); err != nil {
 		return nil, err
@@ -123,8 +130,9 @@ func knownBit(key string) uint32 {
 // of "data" are delimited by bracket counting and then checked with
 // json.Valid, so nothing recurses.
 type parser struct {
-	s string // a private copy of the input; attribute strings are substrings of it
-	i int
+	s   string // a private copy of the input; attribute strings are substrings of it
+	buf []byte // the same bytes as s; Data is a slice of it
+	i   int
 }
 
 func (p *parser) peek() byte {
@@ -307,7 +315,7 @@ func (p *parser) attribute(e *Envelope, key string, nullExts *[]string) *FieldEr
 		if err := p.skipValue(key); err != nil {
 			return err
 		}
-		data := []byte(p.s[start:p.i])
+		data := p.buf[start:p.i:p.i]
 		if err := checkData(data); err != nil {
 			return err
 		}

@@ -56,7 +56,7 @@ func (t *Transport) entry(topic, epoch string, m redis.XMessage) (transport.Deli
 	return transport.Delivery{
 		Topic:    topic,
 		Position: transport.Position{Epoch: epoch, Seq: seq, ID: m.ID},
-		Data:     []byte(data),
+		Data:     replyBytes(data),
 	}, true
 }
 

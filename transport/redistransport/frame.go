@@ -11,7 +11,8 @@ import (
 
 // parseFrame parses a live frame of topic (see "Live frames" in the package
 // doc). It returns the events it could read; err is set when the frame, or
-// its tail, is not in the format. Each Delivery.Data is a fresh copy.
+// its tail, is not in the format. Each Delivery.Data is its own part of s,
+// which must be the payload go-redis has just read (see replyBytes).
 func parseFrame(topic, s string, out []transport.Delivery) ([]transport.Delivery, error) {
 	header, rest, ok := strings.Cut(s, "\n")
 	if !ok || !strings.HasPrefix(header, "v1 ") {
@@ -43,7 +44,7 @@ func parseFrame(topic, s string, out []transport.Delivery) ([]transport.Delivery
 		out = append(out, transport.Delivery{
 			Topic:    topic,
 			Position: transport.Position{Epoch: epoch, Seq: seq + i, ID: id},
-			Data:     []byte(tail[:n]),
+			Data:     replyBytes(tail[:n]),
 		})
 		rest = tail[n:]
 	}
