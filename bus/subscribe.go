@@ -275,10 +275,12 @@ func (b *Bus) handlerOf(g *group) replay.Handler {
 	})
 	h := Chain(route, b.cfg.mw...)
 	return func(ctx context.Context, d replay.Delivery) error {
-		m, err := b.decode(d)
-		if err == nil {
-			m.Subscription = g.key
-			err = h.Handle(WithMessage(ctx, m), m)
+		e, err := b.dec.Decode(d.Data)
+		if err != nil {
+			err = undecodable(d, err)
+		} else {
+			mc := &msgCtx{Context: ctx, m: Message{Envelope: e, Topic: d.Topic, Position: d.Position, Replayed: d.Replayed, Subscription: g.key}}
+			err = h.Handle(mc, &mc.m)
 		}
 		var de *DeliveryError
 		if errors.As(err, &de) {
@@ -289,10 +291,28 @@ func (b *Bus) handlerOf(g *group) replay.Handler {
 	}
 }
 
+func undecodable(d replay.Delivery, err error) *DeliveryError {
+	return &DeliveryError{Topic: d.Topic, Position: d.Position, Err: fmt.Errorf("%w: %w", ErrUndecodable, err)}
+}
+
+// msgCtx is the ctx of one handler call: it carries the message as
+// WithMessage does, with the message in the same allocation.
+type msgCtx struct {
+	context.Context
+	m Message
+}
+
+func (c *msgCtx) Value(key any) any {
+	if _, ok := key.(messageKey); ok {
+		return &c.m
+	}
+	return c.Context.Value(key)
+}
+
 func (b *Bus) decode(d replay.Delivery) (*Message, error) {
 	e, err := b.dec.Decode(d.Data)
 	if err != nil {
-		return nil, &DeliveryError{Topic: d.Topic, Position: d.Position, Err: fmt.Errorf("%w: %w", ErrUndecodable, err)}
+		return nil, undecodable(d, err)
 	}
 	return &Message{Envelope: e, Topic: d.Topic, Position: d.Position, Replayed: d.Replayed}, nil
 }
