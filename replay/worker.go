@@ -126,10 +126,21 @@ func (w *worker) resolveStart(ctx context.Context) bool {
 // event at live, the frame that revealed a gap, is delivered as live rather
 // than replayed when the backlog yields it. It returns false when the
 // follower is stopping.
+//
+// While a full page is handled, the next one is read ahead from its last
+// event; it is used only when the cursor ends up at that event, so the
+// pages are those reads from the cursor would give, only read earlier.
 func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) bool {
 	bo := w.f.newBackoff()
+	var ahead *pageAhead
+	defer func() { ahead.wait() }()
 	for {
-		page, err := w.f.tr.Range(ctx, w.topic, w.cursor, w.f.cfg.pageSize)
+		page, ok := ahead.take(w.cursor)
+		var err error
+		if !ok {
+			page, err = w.f.tr.Range(ctx, w.topic, w.cursor, w.f.cfg.pageSize)
+		}
+		ahead = nil
 		if errors.Is(err, transport.ErrUnknownTopic) {
 			return true
 		}
@@ -156,6 +167,13 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 				w.epochReset = true
 			}
 		}
+		if n := len(page.Events); n == w.f.cfg.pageSize {
+			last := page.Events[n-1].Position
+			if last.Epoch == "" {
+				last.Epoch = page.Epoch
+			}
+			ahead = w.readAhead(ctx, last)
+		}
 		for _, d := range page.Events {
 			if d.Position.Epoch == "" {
 				d.Position.Epoch = page.Epoch
@@ -169,6 +187,45 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 			w.f.c.repairs.Add(1)
 			return true
 		}
+	}
+}
+
+// pageAhead is a backlog page being read ahead by a goroutine of the
+// worker's; the worker waits for it before it reads again or returns.
+type pageAhead struct {
+	from transport.Position
+	done chan struct{}
+	page transport.Page
+	err  error
+}
+
+// readAhead starts reading the page after from.
+func (w *worker) readAhead(ctx context.Context, from transport.Position) *pageAhead {
+	a := &pageAhead{from: from, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		a.page, a.err = w.f.tr.Range(ctx, w.topic, from, w.f.cfg.pageSize)
+	}()
+	return a
+}
+
+// take waits for the page; ok is false when there is none, when it was read
+// after another position than cursor, or when the read failed (the caller
+// reads again, and reports what fails then).
+func (a *pageAhead) take(cursor transport.Position) (transport.Page, bool) {
+	if a == nil {
+		return transport.Page{}, false
+	}
+	<-a.done
+	if a.err != nil || a.from != cursor {
+		return transport.Page{}, false
+	}
+	return a.page, true
+}
+
+func (a *pageAhead) wait() {
+	if a != nil {
+		<-a.done
 	}
 }
 
