@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/durabus/durabus/envelope"
 	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport"
 )
@@ -227,6 +228,7 @@ func (b *Bus) startLocked(g *group) error {
 		replay.WithLogger(b.log),
 		replay.WithOnError(b.report),
 		replay.WithOnLoss(b.lost),
+		replay.WithPrepare(b.prepare),
 	}, b.cfg.followerOps...)
 	if g.pattern {
 		opts = append(opts, replay.WithPattern(g.key), replay.WithExclude(deadUnlessAsked(g.key)))
@@ -275,7 +277,16 @@ func (b *Bus) handlerOf(g *group) replay.Handler {
 	})
 	h := Chain(route, b.cfg.mw...)
 	return func(ctx context.Context, d replay.Delivery) error {
-		e, err := b.dec.Decode(d.Data)
+		var e *envelope.Envelope
+		var err error
+		switch p := d.Prepared.(type) {
+		case *envelope.Envelope:
+			e = p
+		case error:
+			err = p
+		default:
+			e, err = b.dec.Decode(d.Data)
+		}
 		if err != nil {
 			err = undecodable(d, err)
 		} else {
@@ -289,6 +300,16 @@ func (b *Bus) handlerOf(g *group) replay.Handler {
 		}
 		return err
 	}
+}
+
+// prepare decodes an envelope ahead of its handler call (see
+// replay.WithPrepare): the *envelope.Envelope, or the decoding error.
+func (b *Bus) prepare(d transport.Delivery) any {
+	e, err := b.dec.Decode(d.Data)
+	if err != nil {
+		return err
+	}
+	return e
 }
 
 func undecodable(d replay.Delivery, err error) *DeliveryError {

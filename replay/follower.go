@@ -33,6 +33,9 @@ type Delivery struct {
 	// Replayed is true when the event was read from the backlog rather than
 	// received live.
 	Replayed bool
+	// Prepared is what the WithPrepare function returned for this event,
+	// or nil when it was not run (it runs on backlog pages read ahead).
+	Prepared any
 }
 
 // HandlerError reports a failed handler call; the call is retried.

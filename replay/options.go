@@ -37,6 +37,7 @@ type config struct {
 	cpEvery      int
 	cpInterval   time.Duration
 	pageSize     int
+	prepare      func(transport.Delivery) any
 	inboxSize    int
 	headCheck    time.Duration
 	boInitial    time.Duration
@@ -151,6 +152,16 @@ func WithPageSize(n int) Option {
 		}
 		c.pageSize = n
 	}
+}
+
+// WithPrepare sets a function run on events read from the backlog ahead of
+// their handler calls, on the goroutine that reads the next page while the
+// handler works through the current one; its result reaches the handler as
+// Delivery.Prepared. It suits pure work such as decoding: it must be safe
+// for concurrent use and not depend on earlier handler calls, and the
+// handler must do the work itself when Prepared is nil. Default: none.
+func WithPrepare(f func(transport.Delivery) any) Option {
+	return func(c *config) { c.prepare = f }
 }
 
 // WithInboxSize bounds the live frames queued per topic while its handler

@@ -135,7 +135,7 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 	var ahead *pageAhead
 	defer func() { ahead.wait() }()
 	for {
-		page, ok := ahead.take(w.cursor)
+		page, prepared, ok := ahead.take(w.cursor)
 		var err error
 		if !ok {
 			page, err = w.f.tr.Range(ctx, w.topic, w.cursor, w.f.cfg.pageSize)
@@ -160,7 +160,7 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 				// and remade): nothing was lost, go on after the cursor.
 				w.f.log.Warn("durabus: topic's epoch changed but its log goes on", "topic", w.topic, "old", w.cursor.Epoch, "new", page.Epoch)
 				w.cursor.Epoch = page.Epoch
-				page = next
+				page, prepared = next, nil
 			} else {
 				w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, Reason: EpochChanged})
 				w.cursor = transport.Position{}
@@ -174,12 +174,16 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 			}
 			ahead = w.readAhead(ctx, last)
 		}
-		for _, d := range page.Events {
+		for i, d := range page.Events {
 			if d.Position.Epoch == "" {
 				d.Position.Epoch = page.Epoch
 			}
 			replayed := d.Position.Seq != live.Seq || d.Position.Epoch != live.Epoch
-			if !w.ordered(ctx, hctx, d, replayed) {
+			var prep any
+			if i < len(prepared) {
+				prep = prepared[i]
+			}
+			if !w.ordered(ctx, hctx, Delivery{Delivery: d, Replayed: replayed, Prepared: prep}) {
 				return false
 			}
 		}
@@ -193,10 +197,11 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 // pageAhead is a backlog page being read ahead by a goroutine of the
 // worker's; the worker waits for it before it reads again or returns.
 type pageAhead struct {
-	from transport.Position
-	done chan struct{}
-	page transport.Page
-	err  error
+	from     transport.Position
+	done     chan struct{}
+	page     transport.Page
+	prepared []any // WithPrepare's results, one per event of page
+	err      error
 }
 
 // readAhead starts reading the page after from.
@@ -205,6 +210,15 @@ func (w *worker) readAhead(ctx context.Context, from transport.Position) *pageAh
 	go func() {
 		defer close(a.done)
 		a.page, a.err = w.f.tr.Range(ctx, w.topic, from, w.f.cfg.pageSize)
+		if prep := w.f.cfg.prepare; prep != nil && a.err == nil {
+			a.prepared = make([]any, len(a.page.Events))
+			for i, d := range a.page.Events {
+				if d.Position.Epoch == "" {
+					d.Position.Epoch = a.page.Epoch
+				}
+				a.prepared[i] = prep(d)
+			}
+		}
 	}()
 	return a
 }
@@ -212,15 +226,15 @@ func (w *worker) readAhead(ctx context.Context, from transport.Position) *pageAh
 // take waits for the page; ok is false when there is none, when it was read
 // after another position than cursor, or when the read failed (the caller
 // reads again, and reports what fails then).
-func (a *pageAhead) take(cursor transport.Position) (transport.Page, bool) {
+func (a *pageAhead) take(cursor transport.Position) (transport.Page, []any, bool) {
 	if a == nil {
-		return transport.Page{}, false
+		return transport.Page{}, nil, false
 	}
 	<-a.done
 	if a.err != nil || a.from != cursor {
-		return transport.Page{}, false
+		return transport.Page{}, nil, false
 	}
-	return a.page, true
+	return a.page, a.prepared, true
 }
 
 func (a *pageAhead) wait() {
@@ -257,7 +271,7 @@ func (w *worker) live(ctx, hctx context.Context, d transport.Delivery) bool {
 		w.f.c.duplicates.Add(1)
 		return true
 	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq == c.Seq+1:
-		return w.deliver(ctx, hctx, d, false)
+		return w.deliver(ctx, hctx, Delivery{Delivery: d})
 	}
 	// A gap, a new epoch, or a first event: the backlog has what led to it.
 	w.f.c.gaps.Add(1)
@@ -313,7 +327,7 @@ func (w *worker) conflict(ctx, hctx context.Context, d transport.Delivery) bool 
 
 // ordered delivers d after checking it against the cursor: duplicates are
 // dropped, and a hole before d is reported as lost.
-func (w *worker) ordered(ctx, hctx context.Context, d transport.Delivery, replayed bool) bool {
+func (w *worker) ordered(ctx, hctx context.Context, d Delivery) bool {
 	c := w.cursor
 	seq := d.Position.Seq
 	switch {
@@ -333,23 +347,23 @@ func (w *worker) ordered(ctx, hctx context.Context, d transport.Delivery, replay
 		return true
 	case seq > c.Seq+1:
 		reason := Trimmed
-		if !replayed {
+		if !d.Replayed {
 			reason = Missing
 		}
 		w.f.lost(&LossError{Topic: w.topic, Epoch: c.Epoch, From: c.Seq + 1, To: seq - 1, Reason: reason})
 	}
-	return w.deliver(ctx, hctx, d, replayed)
+	return w.deliver(ctx, hctx, d)
 }
 
 // deliver runs the handler until it succeeds, then advances the cursor.
 // Once the follower is stopping it starts no new handler call.
-func (w *worker) deliver(ctx, hctx context.Context, d transport.Delivery, replayed bool) bool {
+func (w *worker) deliver(ctx, hctx context.Context, d Delivery) bool {
 	if ctx.Err() != nil {
 		return false
 	}
 	var bo *backoff.ExponentialBackOff
 	for attempt := 1; ; attempt++ {
-		err := call(hctx, w.f.h, Delivery{Delivery: d, Replayed: replayed})
+		err := call(hctx, w.f.h, d)
 		if err == nil {
 			break
 		}
@@ -363,7 +377,7 @@ func (w *worker) deliver(ctx, hctx context.Context, d transport.Delivery, replay
 		}
 	}
 	w.cursor = d.Position
-	if replayed {
+	if d.Replayed {
 		w.f.c.replayed.Add(1)
 	}
 	w.f.c.delivered.Add(1)
