@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"time"
 )
 
 // profile runs one case under the CPU profiler (for the profiling notes in
-// docs/benchmarks.md): "live", "replay" or "publish". The allocation
+// docs/benchmarks.md): "live", "replay", "publish" or "latency". The allocation
 // profile goes to path + ".alloc".
 func (e *env) profile(which, path string) error {
 	f, err := os.Create(path)
@@ -36,8 +37,10 @@ func (e *env) profile(which, path string) error {
 			err = e.replayCases(m)
 		case "publish":
 			err = e.publishCases(m)
+		case "latency":
+			err = e.latencyCases(m, 5000, 2*time.Second)
 		default:
-			return fmt.Errorf("-profile %q: want live, replay or publish", which)
+			return fmt.Errorf("-profile %q: want live, replay, publish or latency", which)
 		}
 		if err != nil {
 			return err
