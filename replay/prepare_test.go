@@ -1,0 +1,51 @@
+package replay_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/durabus/durabus/replay"
+	"github.com/durabus/durabus/transport"
+)
+
+// A backlog of 10 pages read with WithPrepare: every event is delivered
+// once, in order, and every Prepared value that reaches the handler is the
+// one computed for that very event (pages after the first are prepared
+// ahead).
+func TestPreparedValuesBelongToTheirEventAndKeepOrder(t *testing.T) {
+	mem := newMem(t)
+	const n, page = 1000, 100
+	publish(t, mem, "t", n)
+	rec := newRecorder(t)
+	var mu sync.Mutex
+	prepared := 0
+	h := func(ctx context.Context, d replay.Delivery) error {
+		if d.Prepared != nil {
+			if got := d.Prepared.(transport.Position); got != d.Position {
+				t.Errorf("seq %d: Prepared for %v", d.Position.Seq, got)
+			}
+			mu.Lock()
+			prepared++
+			mu.Unlock()
+		}
+		return rec.handle(ctx, d)
+	}
+	prep := func(d transport.Delivery) any { return d.Position }
+	f, err := replay.New(mem, h, append(fast, replay.WithTopics("t"), replay.WithStart(replay.Beginning()),
+		replay.WithPageSize(page), replay.WithPrepare(prep))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, f)
+	waitFor(t, "replay", func() bool { return rec.count("t") >= n })
+	stop()
+	if err := contiguous(rec.seqs["t"], 1, n); err != nil {
+		t.Error(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if prepared < n-page {
+		t.Errorf("%d of %d events came prepared, want at least %d (all but the first page)", prepared, n, n-page)
+	}
+}
