@@ -82,6 +82,10 @@ type Follower struct {
 	readyOnce   sync.Once
 	initPending atomic.Int64
 
+	// subscribedAt is when the first subscription was asked for: the
+	// moment NewOnly means, should the head not be readable at once.
+	subscribedAt time.Time
+
 	mu      sync.Mutex
 	workers map[string]*worker
 	order   []*worker // in creation order, for the head-check rotation
@@ -157,6 +161,9 @@ func (f *Follower) follow(ctx, hctx context.Context, saved map[string]transport.
 	bo := f.newBackoff()
 	first := true
 	for {
+		if first {
+			f.subscribedAt = time.Now()
+		}
 		sub, err := f.subscribe(ctx)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -493,5 +494,44 @@ func TestManyPatternTopicsCostLittleMemory(t *testing.T) {
 	t.Logf("%d topics: about %d bytes each (heap and stacks)", topics, perTopic)
 	if perTopic > 20_000 {
 		t.Errorf("%d bytes per followed topic, want under 20 kB", perTopic)
+	}
+}
+
+// flakyHead fails the first Head calls, as a Redis restart right after the
+// subscription does.
+type flakyHead struct {
+	*memtransport.Transport
+	fails atomic.Int32
+}
+
+func (f *flakyHead) Head(ctx context.Context, topic string) (transport.Position, error) {
+	if f.fails.Add(-1) >= 0 {
+		return transport.Position{}, errors.New("EOF")
+	}
+	return f.Transport.Head(ctx, topic)
+}
+
+func TestNewOnlyStartSurvivesAFailedHeadRead(t *testing.T) {
+	// The head cannot be read when the follower starts; meanwhile events
+	// are published. NewOnly means "after the subscription": those events
+	// are new and must be delivered, not skipped by a later head read.
+	mem := newMem(t)
+	publish(t, mem, "t", 3) // old
+	tr := &flakyHead{Transport: mem}
+	tr.fails.Store(3)
+	rec := newRecorder(t)
+	f, err := replay.New(tr, rec.handle, append(fast, replay.WithTopics("t"), replay.WithBackoff(30*time.Millisecond, 30*time.Millisecond, 1))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, f)
+	waitFor(t, "subscription", func() bool { return f.Stats().Connected })
+	time.Sleep(5 * time.Millisecond)
+	mem.DropFrames(func(string, uint64) bool { return true }) // only the backlog can tell
+	publish(t, mem, "t", 2)                                   // new: seq 4 and 5
+	mem.DropFrames(nil)
+	waitFor(t, "the new events", func() bool { return rec.last("t") == 5 })
+	if got := rec.seqs["t"]; fmt.Sprint(got) != "[4 5]" {
+		t.Errorf("delivered %v, want [4 5]", got)
 	}
 }

@@ -92,7 +92,7 @@ func (w *worker) dueHeadCheck() {
 // resolveStart sets the cursor from the start position.
 func (w *worker) resolveStart(ctx context.Context) bool {
 	bo := w.f.newBackoff()
-	for {
+	for attempt := 0; ; attempt++ {
 		var err error
 		switch w.start.kind {
 		case startBeginning:
@@ -102,7 +102,13 @@ func (w *worker) resolveStart(ctx context.Context) bool {
 		case startSince:
 			w.cursor, err = w.f.tr.Seek(ctx, w.topic, w.start.t)
 		default:
-			w.cursor, err = w.f.tr.Head(ctx, w.topic)
+			if attempt == 0 {
+				w.cursor, err = w.f.tr.Head(ctx, w.topic)
+			} else {
+				// The head read now may include events published since
+				// the subscription started: start from that time instead.
+				w.cursor, err = w.f.tr.Seek(ctx, w.topic, w.f.subscribedAt)
+			}
 		}
 		if errors.Is(err, transport.ErrUnknownTopic) {
 			// Nothing published yet: everything that comes is new.
