@@ -535,3 +535,40 @@ func TestNewOnlyStartSurvivesAFailedHeadRead(t *testing.T) {
 		t.Errorf("delivered %v, want [4 5]", got)
 	}
 }
+
+// slowHead answers Head late, as a loaded machine or a Redis restart does:
+// events published meanwhile were published after the subscription.
+type slowHead struct {
+	*memtransport.Transport
+	during func()
+}
+
+func (s *slowHead) Head(ctx context.Context, topic string) (transport.Position, error) {
+	if s.during != nil {
+		s.during()
+		s.during = nil
+	}
+	return s.Transport.Head(ctx, topic)
+}
+
+func TestNewOnlyIncludesWhatWasPublishedWhileTheHeadWasRead(t *testing.T) {
+	mem := newMem(t)
+	publish(t, mem, "t", 3) // old
+	time.Sleep(2 * time.Millisecond)
+	tr := &slowHead{Transport: mem}
+	tr.during = func() {
+		mem.DropFrames(func(string, uint64) bool { return true })
+		publish(t, mem, "t", 2) // new: seq 4 and 5, live frames lost
+		mem.DropFrames(nil)
+	}
+	rec := newRecorder(t)
+	f, err := replay.New(tr, rec.handle, append(fast, replay.WithTopics("t"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, f)
+	waitFor(t, "the new events", func() bool { return rec.last("t") == 5 })
+	if got := rec.seqs["t"]; fmt.Sprint(got) != "[4 5]" {
+		t.Errorf("delivered %v, want [4 5]", got)
+	}
+}

@@ -92,7 +92,7 @@ func (w *worker) dueHeadCheck() {
 // resolveStart sets the cursor from the start position.
 func (w *worker) resolveStart(ctx context.Context) bool {
 	bo := w.f.newBackoff()
-	for attempt := 0; ; attempt++ {
+	for {
 		var err error
 		switch w.start.kind {
 		case startBeginning:
@@ -102,13 +102,7 @@ func (w *worker) resolveStart(ctx context.Context) bool {
 		case startSince:
 			w.cursor, err = w.f.tr.Seek(ctx, w.topic, w.start.t)
 		default:
-			if attempt == 0 {
-				w.cursor, err = w.f.tr.Head(ctx, w.topic)
-			} else {
-				// The head read now may include events published since
-				// the subscription started: start from that time instead.
-				w.cursor, err = w.f.tr.Seek(ctx, w.topic, w.f.subscribedAt)
-			}
+			w.cursor, err = w.newOnly(ctx)
 		}
 		if errors.Is(err, transport.ErrUnknownTopic) {
 			// Nothing published yet: everything that comes is new.
@@ -126,6 +120,23 @@ func (w *worker) resolveStart(ctx context.Context) bool {
 			return false
 		}
 	}
+}
+
+// newOnly returns the cursor of a NewOnly start: the head, read after the
+// subscription was confirmed (so everything published after Ready is
+// delivered) — or, when events were published between the subscription
+// and that read (a busy machine, a Redis restart), the position before
+// the first of them, found by their publish time.
+func (w *worker) newOnly(ctx context.Context) (transport.Position, error) {
+	head, err := w.f.tr.Head(ctx, w.topic)
+	if err != nil {
+		return head, err
+	}
+	at, err := w.f.tr.Seek(ctx, w.topic, w.f.subscribedAt)
+	if err != nil || at.Epoch != head.Epoch || at.Seq >= head.Seq {
+		return head, nil
+	}
+	return at, nil
 }
 
 // catchUp delivers everything the backlog holds after the cursor. The
