@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,28 +18,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/durabus/durabus/bus"
-	"github.com/durabus/durabus/envelope"
+	"github.com/durabus/durabus/internal/benchkit"
 	"github.com/durabus/durabus/transport"
 	"github.com/durabus/durabus/transport/redistransport"
 )
-
-// BenchEvent is the typed event: a 256-byte payload once encoded.
-type BenchEvent struct {
-	N int64  `json:"n"`
-	T int64  `json:"t"` // publish time, Unix ns (latency cases)
-	S string `json:"s"`
-}
-
-// EventType implements bus.Event.
-func (BenchEvent) EventType() string { return "bench.event" }
-
-// rawScript does the Redis work of a durable publish by hand: INCR, XADD
-// with the same trimming as durabus's default, PUBLISH.
-var rawScript = redis.NewScript(`
-local seq = redis.call('INCR', KEYS[2])
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', 1000000, '*', 'seq', seq, 'e', ARGV[2])
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return id`)
 
 type env struct {
 	ctx   context.Context
@@ -61,24 +41,32 @@ type metrics map[string]float64
 
 func payload(n int) string { return strings.Repeat("x", n) }
 
-// newEnv encodes a pool of envelopes whose JSON "data" is 256 bytes.
-func (e *env) encode() error {
-	const pool = 1000
-	for i := 0; i < pool; i++ {
-		ev := BenchEvent{N: int64(i), T: 0}
-		ev.S = payload(256 - len(`{"n":,"t":0,"s":""}`) - len(strconv.Itoa(i)))
-		en, err := envelope.New(ev.EventType(), ev, envelope.WithSource("bench"))
-		if err != nil {
-			return err
-		}
-		data, err := en.Encode()
-		if err != nil {
-			return err
-		}
-		e.msgs = append(e.msgs, transport.Message{ID: en.ID, Time: en.Time, Data: data})
+// encode builds a pool of envelopes whose JSON "data" is 256 bytes.
+func (e *env) encode() (err error) {
+	pad := func(i int) int { return 256 - len(`{"n":,"t":0,"s":""}`) - len(strconv.Itoa(i)) }
+	if e.msgs, err = benchkit.Messages(1000, "bench", pad); err != nil {
+		return err
 	}
 	e.raw = e.msgs[0].Data
 	return nil
+}
+
+// newEnv connects to the Redis at addr and encodes the envelope pool;
+// close releases the clients.
+func newEnv(ctx context.Context, addr string, dur time.Duration, n int) (*env, error) {
+	e := &env{ctx: ctx, dur: dur, n: n}
+	e.rdb = redis.NewClient(&redis.Options{Addr: addr, PoolSize: 128})
+	e.admin = redis.NewClient(&redis.Options{Addr: addr})
+	if err := e.encode(); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) close() {
+	_ = e.rdb.Close()
+	_ = e.admin.Close()
 }
 
 // client returns a new client on the same Redis, for code that closes it.
@@ -98,32 +86,12 @@ func (e *env) transport() *redistransport.Transport {
 	return tr
 }
 
-// timed runs f from g goroutines for d and returns events per second
-// (each f call publishes per events).
-func timed(d time.Duration, g, per int, f func(i int) error) (float64, error) {
-	var n atomic.Int64
-	var firstErr atomic.Value
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := 0; w < g; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; time.Now().Before(deadline); i += g {
-				if err := f(i); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				n.Add(int64(per))
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
-		return 0, err
-	}
-	return float64(n.Load()) / time.Since(start).Seconds(), nil
+// publisher returns a bus on a transport of its own, for the publishing
+// side of a case; release closes both.
+func (e *env) publisher() (b *bus.Bus, release func()) {
+	tr := e.transport()
+	b, _ = bus.New(tr, bus.WithSource("bench"))
+	return b, func() { _ = b.Close(); _ = tr.Close() }
 }
 
 // withCPU runs f and adds Redis CPU µs per event as name+".cpu".
@@ -145,7 +113,7 @@ func (e *env) withCPU(m metrics, name string, f func() (float64, error)) error {
 // publishCases: raw go-redis, durabus, watermill, JetStream.
 func (e *env) publishCases(m metrics) error {
 	ctx := e.ctx
-	if err := rawScript.Load(ctx, e.rdb).Err(); err != nil {
+	if err := benchkit.RawScript.Load(ctx, e.rdb).Err(); err != nil {
 		return err
 	}
 	for _, g := range []int{1, 16} {
@@ -153,14 +121,14 @@ func (e *env) publishCases(m metrics) error {
 		e.flush()
 		ch := e.topic("rawpub")
 		if err := e.withCPU(m, "pub.raw_publish."+gs, func() (float64, error) {
-			return timed(e.dur, g, 1, func(int) error { return e.rdb.Publish(ctx, ch, e.raw).Err() })
+			return benchkit.Timed(e.dur, g, 1, func(int) error { return e.rdb.Publish(ctx, ch, e.raw).Err() })
 		}); err != nil {
 			return err
 		}
 		e.flush()
 		keys := []string{"raw:{" + ch + "}:log", "raw:{" + ch + "}:seq"}
 		if err := e.withCPU(m, "pub.raw_evalsha."+gs, func() (float64, error) {
-			return timed(e.dur, g, 1, func(int) error { return rawScript.EvalSha(ctx, e.rdb, keys, ch, e.raw).Err() })
+			return benchkit.Timed(e.dur, g, 1, func(int) error { return benchkit.RawScript.EvalSha(ctx, e.rdb, keys, ch, e.raw).Err() })
 		}); err != nil {
 			return err
 		}
@@ -168,12 +136,7 @@ func (e *env) publishCases(m metrics) error {
 		tr := e.transport()
 		topic := e.topic("pub" + gs)
 		if err := e.withCPU(m, "pub.ours."+gs, func() (float64, error) {
-			return timed(e.dur, g, 1, func(i int) error {
-				msg := e.msgs[i%len(e.msgs)]
-				msg.Topic = topic
-				_, err := tr.Publish(ctx, msg)
-				return err
-			})
+			return benchkit.Timed(e.dur, g, 1, benchkit.PublishEach(ctx, tr, e.msgs, topic))
 		}); err != nil {
 			return err
 		}
@@ -188,7 +151,7 @@ func (e *env) publishCases(m metrics) error {
 			a, b := allocs(2000, func() { _, _ = tr.Publish(ctx, msg) })
 			m["allocs.publish"], m["bytes.publish"] = a, b
 			bb, _ := bus.New(tr, bus.WithSource("bench"))
-			a, b = allocs(2000, func() { _, _ = bb.Publish(ctx, BenchEvent{N: 1, S: e.msgs[0].Topic}, bus.ToTopic(topic)) })
+			a, b = allocs(2000, func() { _, _ = bb.Publish(ctx, benchkit.Event{N: 1, S: e.msgs[0].Topic}, bus.ToTopic(topic)) })
 			m["allocs.bus_publish"], m["bytes.bus_publish"] = a, b
 			_ = bb.Close()
 			_ = tr.Close()
@@ -199,27 +162,15 @@ func (e *env) publishCases(m metrics) error {
 	ch := e.topic("rawpipe")
 	keys := []string{"raw:{" + ch + "}:log", "raw:{" + ch + "}:seq"}
 	if err := e.withCPU(m, "pub.raw_evalsha.pipe100", func() (float64, error) {
-		return timed(e.dur, 1, 100, func(int) error {
-			p := e.rdb.Pipeline()
-			for j := 0; j < 100; j++ {
-				rawScript.EvalSha(ctx, p, keys, ch, e.raw)
-			}
-			_, err := p.Exec(ctx)
-			return err
-		})
+		return benchkit.Timed(e.dur, 1, 100, benchkit.RawPipelined(ctx, e.rdb, keys, ch, e.raw, 100))
 	}); err != nil {
 		return err
 	}
 	e.flush()
 	tr := e.transport()
-	topic := e.topic("batch")
-	batch := make([]transport.Message, 100)
-	for i := range batch {
-		batch[i] = e.msgs[i]
-		batch[i].Topic = topic
-	}
+	batch := benchkit.Batch(e.msgs, e.topic("batch"), 100)
 	if err := e.withCPU(m, "pub.ours.batch100", func() (float64, error) {
-		return timed(e.dur, 1, 100, func(int) error { _, err := tr.PublishBatch(ctx, batch); return err })
+		return benchkit.Timed(e.dur, 1, 100, func(int) error { _, err := tr.PublishBatch(ctx, batch); return err })
 	}); err != nil {
 		return err
 	}
@@ -234,7 +185,7 @@ func (e *env) publishCases(m metrics) error {
 			return err
 		}
 		topic := e.topic("wm")
-		rate, err := timed(e.dur, g, 1, func(int) error {
+		rate, err := benchkit.Timed(e.dur, g, 1, func(int) error {
 			return pub.Publish(topic, message.NewMessage(watermill.NewUUID(), e.raw))
 		})
 		if err != nil {
@@ -248,7 +199,7 @@ func (e *env) publishCases(m metrics) error {
 	if e.js != nil {
 		for _, g := range []int{1, 16} {
 			subj := fmt.Sprintf("bench.r%d.sync%d", e.round, g)
-			rate, err := timed(e.dur, g, 1, func(int) error { _, err := e.js.Publish(ctx, subj, e.raw); return err })
+			rate, err := benchkit.Timed(e.dur, g, 1, func(int) error { _, err := e.js.Publish(ctx, subj, e.raw); return err })
 			if err != nil {
 				return fmt.Errorf("jetstream publish: %w", err)
 			}
@@ -305,65 +256,30 @@ func allocs(n int, f func()) (float64, float64) {
 	return float64(b.Mallocs-a.Mallocs) / float64(n), float64(b.TotalAlloc-a.TotalAlloc) / float64(n)
 }
 
-// typedBus starts a bus whose typed handler calls h, on topic (or pattern)
-// from start. stop ends it.
-func (e *env) typedBus(topic string, start transport.Position, fromStart bool, h func(*BenchEvent)) (stop func(), err error) {
+// typedBus starts a bus of its own whose typed handler calls h, on topic
+// (or pattern), from the beginning of its log when fromStart (a
+// benchkit.Subscriber). stop ends it.
+func (e *env) typedBus(topic string, fromStart bool, h func(*benchkit.Event)) (stop func(), err error) {
 	tr := e.transport()
 	b, err := bus.New(tr, bus.WithSource("bench"))
+	if err == nil {
+		err = benchkit.Subscribe(b, topic, fromStart, h)
+	}
 	if err != nil {
-		return nil, err
-	}
-	opts := []bus.SubscribeOption{bus.OnTopic(topic)}
-	if fromStart {
-		opts = append(opts, bus.StartAt(bus.Beginning()))
-	}
-	_ = start
-	if err := bus.Subscribe(b, func(_ context.Context, ev *BenchEvent) error { h(ev); return nil }, opts...); err != nil {
+		_ = tr.Close()
 		return nil, err
 	}
 	return e.run(b, tr)
 }
 
+// run runs b until stop, which also closes tr.
 func (e *env) run(b *bus.Bus, tr *redistransport.Transport) (func(), error) {
-	ctx, cancel := context.WithCancel(e.ctx)
-	done := make(chan struct{})
-	go func() { _ = b.Run(ctx); close(done) }()
-	rctx, rcancel := context.WithTimeout(e.ctx, 20*time.Second)
-	defer rcancel()
-	if err := b.Ready(rctx); err != nil {
-		cancel()
+	stop, err := benchkit.Start(e.ctx, b)
+	if err != nil {
+		_ = tr.Close()
 		return nil, err
 	}
-	return func() { cancel(); <-done; _ = b.Close(); _ = tr.Close() }, nil
-}
-
-// waitCount waits until c reaches n, or 60 s.
-func waitCount(c *atomic.Int64, n int64) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for c.Load() < n {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("delivered %d of %d after 60s", c.Load(), n)
-		}
-		time.Sleep(200 * time.Microsecond)
-	}
-	return nil
-}
-
-// fill publishes n events to topic with PublishBatch of 1000.
-func (e *env) fill(tr *redistransport.Transport, topic string, n int) error {
-	batch := make([]transport.Message, 0, 1000)
-	for i := 0; i < n; i++ {
-		msg := e.msgs[i%len(e.msgs)]
-		msg.Topic = topic
-		batch = append(batch, msg)
-		if len(batch) == cap(batch) || i == n-1 {
-			if _, err := tr.PublishBatch(e.ctx, batch); err != nil {
-				return err
-			}
-			batch = batch[:0]
-		}
-	}
-	return nil
+	return func() { stop(); _ = tr.Close() }, nil
 }
 
 // liveCases: events published (PublishBatch of 1000) while a typed handler
@@ -392,7 +308,7 @@ func (e *env) liveOurs(topic string, n, subs int) (float64, error) {
 		}
 	}()
 	for i := 0; i < subs; i++ {
-		stop, err := e.typedBus(topic, transport.Position{}, false, func(*BenchEvent) { got.Add(1) })
+		stop, err := e.typedBus(topic, false, func(*benchkit.Event) { got.Add(1) })
 		if err != nil {
 			return 0, err
 		}
@@ -401,10 +317,10 @@ func (e *env) liveOurs(topic string, n, subs int) (float64, error) {
 	pub := e.transport()
 	defer pub.Close()
 	start := time.Now()
-	if err := e.fill(pub, topic, n); err != nil {
+	if err := benchkit.Fill(e.ctx, pub, e.msgs, topic, n); err != nil {
 		return 0, err
 	}
-	if err := waitCount(&got, int64(n*subs)); err != nil {
+	if err := benchkit.WaitCount(e.ctx, &got, int64(n*subs)); err != nil {
 		return 0, err
 	}
 	return float64(n*subs) / time.Since(start).Seconds(), nil
@@ -412,34 +328,7 @@ func (e *env) liveOurs(topic string, n, subs int) (float64, error) {
 
 func (e *env) liveRaw(ch string, n int) (float64, error) {
 	e.flush()
-	ps := e.rdb.Subscribe(e.ctx, ch)
-	defer ps.Close()
-	if _, err := ps.Receive(e.ctx); err != nil {
-		return 0, err
-	}
-	var got atomic.Int64
-	go func() {
-		for got.Load() < int64(n) {
-			if _, err := ps.ReceiveMessage(e.ctx); err != nil {
-				return
-			}
-			got.Add(1)
-		}
-	}()
-	start := time.Now()
-	for sent := 0; sent < n; sent += 1000 {
-		p := e.rdb.Pipeline()
-		for j := 0; j < 1000 && sent+j < n; j++ {
-			p.Publish(e.ctx, ch, e.raw)
-		}
-		if _, err := p.Exec(e.ctx); err != nil {
-			return 0, err
-		}
-	}
-	if err := waitCount(&got, int64(n)); err != nil {
-		return 0, err
-	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return benchkit.RawLive(e.ctx, e.rdb, ch, e.raw, n)
 }
 
 // replayCases: a backlog of e.n events replayed into a typed handler, and
@@ -463,7 +352,7 @@ func (e *env) replayCases(m metrics) error {
 func (e *env) replay(topic string, n int) (rate, allocsPer, bytesPer float64, err error) {
 	e.flush()
 	tr := e.transport()
-	if err := e.fill(tr, topic, n); err != nil {
+	if err := benchkit.Fill(e.ctx, tr, e.msgs, topic, n); err != nil {
 		return 0, 0, 0, err
 	}
 	_ = tr.Close()
@@ -472,11 +361,11 @@ func (e *env) replay(topic string, n int) (rate, allocsPer, bytesPer float64, er
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
 	start := time.Now()
-	stop, err := e.typedBus(topic, transport.Position{}, true, func(*BenchEvent) { got.Add(1) })
+	stop, err := e.typedBus(topic, true, func(*benchkit.Event) { got.Add(1) })
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	err = waitCount(&got, int64(n))
+	err = benchkit.WaitCount(e.ctx, &got, int64(n))
 	rate = float64(n) / time.Since(start).Seconds()
 	runtime.ReadMemStats(&ms1)
 	stop()
@@ -493,21 +382,7 @@ func (e *env) xrange(topic string) (float64, int, error) {
 	tr := e.transport()
 	logKey, _, _ := tr.Keys(topic)
 	_ = tr.Close()
-	start := time.Now()
-	n := 0
-	cursor := "-"
-	for {
-		page, err := e.rdb.XRangeN(e.ctx, logKey, cursor, "+", 1000).Result()
-		if err != nil {
-			return 0, 0, err
-		}
-		n += len(page)
-		if len(page) < 1000 {
-			break
-		}
-		cursor = "(" + page[len(page)-1].ID
-	}
-	return float64(n) / time.Since(start).Seconds(), n, nil
+	return benchkit.XRange(e.ctx, e.rdb, logKey)
 }
 
 // peerConsume: watermill consume and JetStream's ordered consumer.
@@ -583,98 +458,43 @@ func (e *env) peerConsume(m metrics) error {
 }
 
 // latencyCases: publish → handler at a steady rate, ours through the bus
-// (encode, Publish, follower, decode into BenchEvent) and raw (EVALSHA of
+// (encode, Publish, follower, decode into benchkit.Event) and raw (EVALSHA of
 // the raw script, ReceiveMessage).
 func (e *env) latencyCases(m metrics, rate int, d time.Duration) error {
 	e.flush()
-	topic := e.topic("lat")
-	var mu sync.Mutex
-	var lat []time.Duration
-	stop, err := e.typedBus(topic, transport.Position{}, false, func(ev *BenchEvent) {
-		l := time.Duration(time.Now().UnixNano() - ev.T)
-		mu.Lock()
-		lat = append(lat, l)
-		mu.Unlock()
-	})
+	b, closePub := e.publisher()
+	ours, n, err := benchkit.Latency(e.ctx, e.typedBus, b, e.topic("lat"), rate, d)
+	closePub()
 	if err != nil {
 		return err
 	}
-	tr := e.transport()
-	b, _ := bus.New(tr, bus.WithSource("bench"))
-	s := payload(220)
-	n := paced(rate, d, func(i int) error {
-		_, err := b.Publish(e.ctx, BenchEvent{N: int64(i), T: time.Now().UnixNano(), S: s}, bus.ToTopic(topic))
-		return err
-	})
-	time.Sleep(200 * time.Millisecond)
-	stop()
-	_ = b.Close()
-	_ = tr.Close()
-	mu.Lock()
-	ours := slices.Clone(lat)
-	mu.Unlock()
 	if len(ours) < n*9/10 {
 		return fmt.Errorf("latency: %d of %d delivered", len(ours), n)
 	}
 	pct(m, "lat.ours", ours)
 
-	// raw
 	ch := e.topic("latraw")
 	keys := []string{"raw:{" + ch + "}:log", "raw:{" + ch + "}:seq"}
-	ps := e.rdb.Subscribe(e.ctx, ch)
-	if _, err := ps.Receive(e.ctx); err != nil {
+	raw, err := benchkit.RawLatency(e.ctx, e.rdb, keys, ch, e.raw, rate, d)
+	if err != nil {
 		return err
 	}
-	var raw []time.Duration
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			msg, err := ps.ReceiveMessage(e.ctx)
-			if err != nil {
-				return
-			}
-			t, _ := strconv.ParseInt(msg.Payload[:19], 10, 64)
-			raw = append(raw, time.Duration(time.Now().UnixNano()-t))
-		}
-	}()
-	pad := string(e.raw[19:])
-	paced(rate, d, func(int) error {
-		return rawScript.EvalSha(e.ctx, e.rdb, keys, ch, strconv.FormatInt(time.Now().UnixNano(), 10)+pad).Err()
-	})
-	time.Sleep(200 * time.Millisecond)
-	_ = ps.Close()
-	<-done
 	pct(m, "lat.raw", raw)
 	return nil
 }
 
-// paced calls f rate times a second for d, from one goroutine.
-func paced(rate int, d time.Duration, f func(i int) error) int {
-	step := time.Second / time.Duration(rate)
-	start := time.Now()
-	n := int(d / step)
-	for i := 0; i < n; i++ {
-		if w := time.Until(start.Add(time.Duration(i) * step)); w > 0 {
-			time.Sleep(w)
-		}
-		if err := f(i); err != nil {
-			return i
-		}
-	}
-	return n
-}
-
+// pct adds the p50, p99 and p99.9 of ds in µs as name+".p50" and so on
+// (nothing for none).
 func pct(m metrics, name string, ds []time.Duration) {
 	if len(ds) == 0 {
 		return
 	}
-	slices.Sort(ds)
-	at := func(p float64) float64 {
-		i := int(p * float64(len(ds)-1))
-		return float64(ds[i].Microseconds())
+	for _, q := range []struct {
+		suffix string
+		p      float64
+	}{{".p50", 0.50}, {".p99", 0.99}, {".p999", 0.999}} {
+		m[name+q.suffix] = benchkit.Percentile(ds, q.p)
 	}
-	m[name+".p50"], m[name+".p99"], m[name+".p999"] = at(0.50), at(0.99), at(0.999)
 }
 
 // catchUp kills the subscriber's Pub/Sub connection kills times while
@@ -684,15 +504,13 @@ func (e *env) catchUp(kills int) ([]time.Duration, error) {
 	e.flush()
 	topic := e.topic("kill")
 	var lastT atomic.Int64
-	stop, err := e.typedBus(topic, transport.Position{}, false, func(ev *BenchEvent) { lastT.Store(ev.T) })
+	stop, err := e.typedBus(topic, false, func(ev *benchkit.Event) { lastT.Store(ev.T) })
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
-	tr := e.transport()
-	defer tr.Close()
-	b, _ := bus.New(tr, bus.WithSource("bench"))
-	defer b.Close()
+	b, closePub := e.publisher()
+	defer closePub()
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
 	s := payload(220)
@@ -700,8 +518,8 @@ func (e *env) catchUp(kills int) ([]time.Duration, error) {
 	defer func() { cancel(); <-pubDone }()
 	go func() {
 		defer close(pubDone)
-		paced(2000, time.Hour, func(i int) error {
-			_, _ = b.Publish(ctx, BenchEvent{N: int64(i), T: time.Now().UnixNano(), S: s}, bus.ToTopic(topic))
+		benchkit.Paced(2000, time.Hour, func(i int) error {
+			_, _ = b.Publish(ctx, benchkit.Event{N: int64(i), T: time.Now().UnixNano(), S: s}, bus.ToTopic(topic))
 			return ctx.Err()
 		})
 	}()
@@ -731,21 +549,19 @@ func (e *env) memory(d time.Duration) (samples []float64, err error) {
 	e.flush()
 	topic := e.topic("slow")
 	const rate = 1000
-	stop, err := e.typedBus(topic, transport.Position{}, false, func(*BenchEvent) { time.Sleep(10 * time.Millisecond) })
+	stop, err := e.typedBus(topic, false, func(*benchkit.Event) { time.Sleep(10 * time.Millisecond) })
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
-	tr := e.transport()
-	defer tr.Close()
-	b, _ := bus.New(tr, bus.WithSource("bench"))
-	defer b.Close()
+	b, closePub := e.publisher()
+	defer closePub()
 	done := make(chan struct{})
 	s := payload(220)
 	go func() {
 		defer close(done)
-		paced(rate, d, func(i int) error {
-			_, err := b.Publish(e.ctx, BenchEvent{N: int64(i), T: time.Now().UnixNano(), S: s}, bus.ToTopic(topic))
+		benchkit.Paced(rate, d, func(i int) error {
+			_, err := b.Publish(e.ctx, benchkit.Event{N: int64(i), T: time.Now().UnixNano(), S: s}, bus.ToTopic(topic))
 			return err
 		})
 	}()

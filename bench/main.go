@@ -26,7 +26,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/redis/go-redis/v9"
+
+	"github.com/durabus/durabus/internal/benchkit"
 )
 
 const (
@@ -68,14 +69,11 @@ func run(rounds int, dur time.Duration, n int, scaling bool, big int, memFor tim
 		return fmt.Errorf("redis-server: %w (install it: make redis-server)", err)
 	}
 	defer rs.stop()
-	e := &env{ctx: ctx, dur: dur, n: n}
-	e.rdb = redis.NewClient(&redis.Options{Addr: rs.addr, PoolSize: 128})
-	e.admin = redis.NewClient(&redis.Options{Addr: rs.addr})
-	defer e.rdb.Close()
-	defer e.admin.Close()
-	if err := e.encode(); err != nil {
+	e, err := newEnv(ctx, rs.addr, dur, n)
+	if err != nil {
 		return err
 	}
+	defer e.close()
 	natsNote := ""
 	if path, err := exec.LookPath(natsBin); err != nil {
 		natsNote = "nats-server not found: JetStream columns skipped (install it: apt-get install nats-server)"
@@ -172,14 +170,11 @@ func profileOnly(which, path string, dur time.Duration, n int, redisBin string) 
 		return err
 	}
 	defer rs.stop()
-	e := &env{ctx: context.Background(), dur: dur, n: n}
-	e.rdb = redis.NewClient(&redis.Options{Addr: rs.addr, PoolSize: 128})
-	e.admin = redis.NewClient(&redis.Options{Addr: rs.addr})
-	defer e.rdb.Close()
-	defer e.admin.Close()
-	if err := e.encode(); err != nil {
+	e, err := newEnv(context.Background(), rs.addr, dur, n)
+	if err != nil {
 		return err
 	}
+	defer e.close()
 	return e.profile(which, path)
 }
 
@@ -236,7 +231,7 @@ func table(w io.Writer, all []metrics, haveJS bool) {
 		if len(ratio) == 0 {
 			continue
 		}
-		rq := median(ratio)
+		rq := benchkit.Median(ratio)
 		target, mark := "reported", ""
 		if r.target > 0 {
 			if r.lower {
@@ -271,20 +266,8 @@ func allocTable(w io.Writer, all []metrics) {
 		for _, m := range all {
 			a, b = append(a, m["allocs."+r.name]), append(b, m["bytes."+r.name])
 		}
-		fmt.Fprintf(w, "| %s | %.1f | %.0f |\n", r.label, median(a), median(b))
+		fmt.Fprintf(w, "| %s | %.1f | %.0f |\n", r.label, benchkit.Median(a), benchkit.Median(b))
 	}
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func figure(xs []float64, unit string) string {
@@ -301,7 +284,7 @@ func figure(xs []float64, unit string) string {
 	if unit == "µs" {
 		u = " µs"
 	}
-	return fmt.Sprintf("%s%s (%s–%s)", f(median(xs)), u, f(slices.Min(xs)), f(slices.Max(xs)))
+	return fmt.Sprintf("%s%s (%s–%s)", f(benchkit.Median(xs)), u, f(slices.Min(xs)), f(slices.Max(xs)))
 }
 
 func durPct(ds []time.Duration, p float64) string {

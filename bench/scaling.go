@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/durabus/durabus/bus"
+	"github.com/durabus/durabus/internal/benchkit"
 	"github.com/durabus/durabus/transport"
 )
 
@@ -33,19 +34,14 @@ func (e *env) scaling(big int) (*scaleResult, error) {
 		e.flush()
 		tr := e.transport()
 		topic := e.topic("scale" + strconv.Itoa(g))
-		ours, err := timed(e.dur/2, g, 1, func(i int) error {
-			msg := e.msgs[i%len(e.msgs)]
-			msg.Topic = topic
-			_, err := tr.Publish(ctx, msg)
-			return err
-		})
+		ours, err := benchkit.Timed(e.dur/2, g, 1, benchkit.PublishEach(ctx, tr, e.msgs, topic))
 		_ = tr.Close()
 		if err != nil {
 			return nil, err
 		}
 		e.flush()
 		keys := []string{"raw:{s}:log", "raw:{s}:seq"}
-		base, err := timed(e.dur/2, g, 1, func(int) error { return rawScript.EvalSha(ctx, e.rdb, keys, "raw:{s}", e.raw).Err() })
+		base, err := benchkit.Timed(e.dur/2, g, 1, func(int) error { return benchkit.RawScript.EvalSha(ctx, e.rdb, keys, "raw:{s}", e.raw).Err() })
 		if err != nil {
 			return nil, err
 		}
@@ -96,7 +92,7 @@ func (e *env) topicsRate(nt, n int) (float64, error) {
 	}
 	var got atomic.Int64
 	if err := b.Handle(prefix+".*", bus.HandlerFunc(func(_ context.Context, m *bus.Message) error {
-		var ev BenchEvent
+		var ev benchkit.Event
 		if err := m.Bind(&ev); err != nil {
 			return err
 		}
@@ -125,7 +121,7 @@ func (e *env) topicsRate(nt, n int) (float64, error) {
 			batch = batch[:0]
 		}
 	}
-	if err := waitCount(&got, int64(n)); err != nil {
+	if err := benchkit.WaitCount(e.ctx, &got, int64(n)); err != nil {
 		return 0, err
 	}
 	return float64(n) / time.Since(start).Seconds(), nil

@@ -7,18 +7,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/durabus/durabus/bus"
-	"github.com/durabus/durabus/envelope"
+	"github.com/durabus/durabus/internal/benchkit"
 	"github.com/durabus/durabus/transport"
 )
 
@@ -56,21 +50,6 @@ clone of the repository.`,
 	})
 }
 
-// benchEvent is the typed event of the delivery cases.
-type benchEvent struct {
-	N int64  `json:"n"`
-	T int64  `json:"t"`
-	S string `json:"s"`
-}
-
-func (benchEvent) EventType() string { return "bench.event" }
-
-var benchRawScript = redis.NewScript(`
-local seq = redis.call('INCR', KEYS[2])
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', 1000000, '*', 'seq', seq, 'e', ARGV[2])
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return id`)
-
 type benchRun struct {
 	ctx  context.Context
 	c    *conn
@@ -106,20 +85,11 @@ func runBench(ctx context.Context, e *env, opts any, args []string) error {
 		b.out = e.stderr // progress on one rewritten line, only on a terminal
 	}
 	defer b.cleanup()
-	for i := 0; i < 1000; i++ {
-		ev := benchEvent{N: int64(i), S: strings.Repeat("x", 230)}
-		en, err := envelope.New(ev.EventType(), ev, envelope.WithSource("durabus-bench"))
-		if err != nil {
-			return err
-		}
-		data, err := en.Encode()
-		if err != nil {
-			return err
-		}
-		b.msgs = append(b.msgs, transport.Message{ID: en.ID, Time: en.Time, Data: data})
+	if b.msgs, err = benchkit.Messages(1000, "durabus-bench", func(int) int { return 230 }); err != nil {
+		return err
 	}
 	b.raw = b.msgs[0].Data
-	if err := benchRawScript.Load(ctx, rdb).Err(); err != nil {
+	if err := benchkit.RawScript.Load(ctx, rdb).Err(); err != nil {
 		return fmt.Errorf("bench: load script: %w", explainRedisErr(addr, err))
 	}
 	type kase struct {
@@ -154,7 +124,7 @@ func runBench(ctx context.Context, e *env, opts any, args []string) error {
 				ratio = append(ratio, m[k.ours]/m[k.base])
 			}
 		}
-		fmt.Fprintf(w, "%s\t%.0f\t%.0f\t%.2f×\n", k.name, benchMedian(ours), benchMedian(base), benchMedian(ratio))
+		fmt.Fprintf(w, "%s\t%.0f\t%.0f\t%.2f×\n", k.name, benchkit.Median(ours), benchkit.Median(base), benchkit.Median(ratio))
 	}
 	fmt.Fprintf(w, "\nRedis %s, %d round(s), medians; ratios > 1 are better for rates, < 1 for latency.\n", addr, o.rounds)
 	return w.Flush()
@@ -190,19 +160,13 @@ func (b *benchRun) round(m map[string]float64) error {
 		b.progress("raw EVALSHA, " + gs + " goroutine(s)")
 		ch := b.ns + ":{" + b.topic("raw"+gs) + "}"
 		keys := []string{ch + ":log", ch + ":seq"}
-		rate, err := benchTimed(b.o.d, g, 1, func(int) error { return benchRawScript.EvalSha(ctx, rdb, keys, ch, b.raw).Err() })
+		rate, err := benchkit.Timed(b.o.d, g, 1, func(int) error { return benchkit.RawScript.EvalSha(ctx, rdb, keys, ch, b.raw).Err() })
 		if err != nil {
 			return err
 		}
 		m["raw"+gs] = rate
 		b.progress("Publish, " + gs + " goroutine(s)")
-		topic := b.topic("pub" + gs)
-		if m["pub"+gs], err = benchTimed(b.o.d, g, 1, func(i int) error {
-			msg := b.msgs[i%len(b.msgs)]
-			msg.Topic = topic
-			_, err := tr.Publish(ctx, msg)
-			return err
-		}); err != nil {
+		if m["pub"+gs], err = benchkit.Timed(b.o.d, g, 1, benchkit.PublishEach(ctx, tr, b.msgs, b.topic("pub"+gs))); err != nil {
 			return err
 		}
 	}
@@ -210,23 +174,12 @@ func (b *benchRun) round(m map[string]float64) error {
 	ch := b.ns + ":{" + b.topic("rawpipe") + "}"
 	keys := []string{ch + ":log", ch + ":seq"}
 	var err error
-	if m["rawpipe"], err = benchTimed(b.o.d, 1, 100, func(int) error {
-		p := rdb.Pipeline()
-		for j := 0; j < 100; j++ {
-			benchRawScript.EvalSha(ctx, p, keys, ch, b.raw)
-		}
-		_, err := p.Exec(ctx)
-		return err
-	}); err != nil {
+	if m["rawpipe"], err = benchkit.Timed(b.o.d, 1, 100, benchkit.RawPipelined(ctx, rdb, keys, ch, b.raw, 100)); err != nil {
 		return err
 	}
 	b.progress("PublishBatch of 100")
-	batch := make([]transport.Message, 100)
-	for i := range batch {
-		batch[i] = b.msgs[i]
-		batch[i].Topic = b.topic("batch")
-	}
-	if m["batch"], err = benchTimed(b.o.d, 1, 100, func(int) error { _, err := tr.PublishBatch(ctx, batch); return err }); err != nil {
+	batch := benchkit.Batch(b.msgs, b.topic("batch"), 100)
+	if m["batch"], err = benchkit.Timed(b.o.d, 1, 100, func(int) error { _, err := tr.PublishBatch(ctx, batch); return err }); err != nil {
 		return err
 	}
 	b.progress("live delivery")
@@ -241,58 +194,29 @@ func (b *benchRun) round(m map[string]float64) error {
 	return b.latency(m)
 }
 
-// subscribe runs a bus with a typed handler on topic.
-func (b *benchRun) subscribe(topic string, fromStart bool, h func(*benchEvent)) (func(), error) {
+// subscribe runs a bus of its own (a benchkit.Subscriber) with a typed
+// handler on topic.
+func (b *benchRun) subscribe(topic string, fromStart bool, h func(*benchkit.Event)) (func(), error) {
 	c, err := wrap(b.c.rdb, b.c.addr, b.ns)
 	if err != nil {
 		return nil, err
 	}
-	opts := []bus.SubscribeOption{bus.OnTopic(topic)}
-	if fromStart {
-		opts = append(opts, bus.StartAt(bus.Beginning()))
-	}
-	if err := bus.Subscribe(c.bus, func(_ context.Context, e *benchEvent) error { h(e); return nil }, opts...); err != nil {
+	if err := benchkit.Subscribe(c.bus, topic, fromStart, h); err != nil {
+		_ = c.tr.Close()
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(b.ctx)
-	done := make(chan struct{})
-	go func() { _ = c.bus.Run(ctx); close(done) }()
-	rctx, rcancel := context.WithTimeout(b.ctx, 20*time.Second)
-	defer rcancel()
-	stop := func() { cancel(); <-done; _ = c.bus.Close(); _ = c.tr.Close() }
-	if err := c.bus.Ready(rctx); err != nil {
-		stop()
+	stop, err := benchkit.Start(b.ctx, c.bus)
+	if err != nil {
+		_ = c.tr.Close()
 		return nil, err
 	}
-	return stop, nil
+	return func() { stop(); _ = c.tr.Close() }, nil
 }
 
-func (b *benchRun) fill(topic string, n int) error {
-	batch := make([]transport.Message, 0, 1000)
-	for i := 0; i < n; i++ {
-		msg := b.msgs[i%len(b.msgs)]
-		msg.Topic = topic
-		batch = append(batch, msg)
-		if len(batch) == cap(batch) || i == n-1 {
-			if _, err := b.c.tr.PublishBatch(b.ctx, batch); err != nil {
-				return err
-			}
-			batch = batch[:0]
-		}
-	}
-	return nil
-}
-
-func benchWait(ctx context.Context, c *atomic.Int64, n int64) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for c.Load() < n {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("bench: delivered %d of %d after 60s", c.Load(), n)
-		}
-		time.Sleep(200 * time.Microsecond)
+// wait waits until got reaches n (or 60 s).
+func (b *benchRun) wait(got *atomic.Int64, n int) error {
+	if err := benchkit.WaitCount(b.ctx, got, int64(n)); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
 	return nil
 }
@@ -301,199 +225,63 @@ func (b *benchRun) live(m map[string]float64) error {
 	n := b.o.events
 	topic := b.topic("live")
 	var got atomic.Int64
-	stop, err := b.subscribe(topic, false, func(*benchEvent) { got.Add(1) })
+	stop, err := b.subscribe(topic, false, func(*benchkit.Event) { got.Add(1) })
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	err = b.fill(topic, n)
+	err = benchkit.Fill(b.ctx, b.c.tr, b.msgs, topic, n)
 	if err == nil {
-		err = benchWait(b.ctx, &got, int64(n))
+		err = b.wait(&got, n)
 	}
 	stop()
 	if err != nil {
 		return err
 	}
 	m["live"] = float64(n) / time.Since(start).Seconds()
-
 	ch := b.ns + ":{" + b.topic("rawlive") + "}"
-	ps := b.c.rdb.Subscribe(b.ctx, ch)
-	defer ps.Close()
-	if _, err := ps.Receive(b.ctx); err != nil {
-		return err
+	if m["rawlive"], err = benchkit.RawLive(b.ctx, b.c.rdb, ch, b.raw, n); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
-	var raw atomic.Int64
-	go func() {
-		for raw.Load() < int64(n) {
-			if _, err := ps.ReceiveMessage(b.ctx); err != nil {
-				return
-			}
-			raw.Add(1)
-		}
-	}()
-	start = time.Now()
-	for sent := 0; sent < n; sent += 1000 {
-		p := b.c.rdb.Pipeline()
-		for j := 0; j < 1000 && sent+j < n; j++ {
-			p.Publish(b.ctx, ch, b.raw)
-		}
-		if _, err := p.Exec(b.ctx); err != nil {
-			return err
-		}
-	}
-	if err := benchWait(b.ctx, &raw, int64(n)); err != nil {
-		return err
-	}
-	m["rawlive"] = float64(n) / time.Since(start).Seconds()
 	return nil
 }
 
 func (b *benchRun) replay(m map[string]float64) error {
 	n := b.o.events
 	topic := b.topic("replay")
-	if err := b.fill(topic, n); err != nil {
+	if err := benchkit.Fill(b.ctx, b.c.tr, b.msgs, topic, n); err != nil {
 		return err
 	}
 	var got atomic.Int64
 	start := time.Now()
-	stop, err := b.subscribe(topic, true, func(*benchEvent) { got.Add(1) })
+	stop, err := b.subscribe(topic, true, func(*benchkit.Event) { got.Add(1) })
 	if err != nil {
 		return err
 	}
-	err = benchWait(b.ctx, &got, int64(n))
+	err = b.wait(&got, n)
 	stop()
 	if err != nil {
 		return err
 	}
 	m["replay"] = float64(n) / time.Since(start).Seconds()
 	logKey, _, _ := b.c.tr.Keys(topic)
-	start = time.Now()
-	cursor, total := "-", 0
-	for {
-		page, err := b.c.rdb.XRangeN(b.ctx, logKey, cursor, "+", 1000).Result()
-		if err != nil {
-			return err
-		}
-		total += len(page)
-		if len(page) < 1000 {
-			break
-		}
-		cursor = "(" + page[len(page)-1].ID
-	}
-	m["xrange"] = float64(total) / time.Since(start).Seconds()
-	return nil
+	m["xrange"], _, err = benchkit.XRange(b.ctx, b.c.rdb, logKey)
+	return err
 }
 
 func (b *benchRun) latency(m map[string]float64) error {
 	const rate, d = 5000, 2 * time.Second
-	topic := b.topic("lat")
-	var mu sync.Mutex
-	var lat []time.Duration
-	stop, err := b.subscribe(topic, false, func(e *benchEvent) {
-		mu.Lock()
-		lat = append(lat, time.Duration(time.Now().UnixNano()-e.T))
-		mu.Unlock()
-	})
+	lat, _, err := benchkit.Latency(b.ctx, b.subscribe, b.c.bus, b.topic("lat"), rate, d)
 	if err != nil {
 		return err
 	}
-	s := strings.Repeat("x", 220)
-	benchPaced(rate, d, func(i int) error {
-		_, err := b.c.bus.Publish(b.ctx, benchEvent{N: int64(i), T: time.Now().UnixNano(), S: s}, bus.ToTopic(topic))
-		return err
-	})
-	time.Sleep(200 * time.Millisecond)
-	stop()
-	mu.Lock()
-	m["lat50"], m["lat99"] = benchPct(lat, 0.5), benchPct(lat, 0.99)
-	mu.Unlock()
-
+	m["lat50"], m["lat99"] = benchkit.Percentile(lat, 0.5), benchkit.Percentile(lat, 0.99)
 	ch := b.ns + ":{" + b.topic("rawlat") + "}"
 	keys := []string{ch + ":log", ch + ":seq"}
-	ps := b.c.rdb.Subscribe(b.ctx, ch)
-	if _, err := ps.Receive(b.ctx); err != nil {
+	raw, err := benchkit.RawLatency(b.ctx, b.c.rdb, keys, ch, b.raw, rate, d)
+	if err != nil {
 		return err
 	}
-	var raw []time.Duration
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			msg, err := ps.ReceiveMessage(b.ctx)
-			if err != nil {
-				return
-			}
-			t, _ := strconv.ParseInt(msg.Payload[:19], 10, 64)
-			raw = append(raw, time.Duration(time.Now().UnixNano()-t))
-		}
-	}()
-	pad := string(b.raw[19:])
-	benchPaced(rate, d, func(int) error {
-		return benchRawScript.EvalSha(b.ctx, b.c.rdb, keys, ch, strconv.FormatInt(time.Now().UnixNano(), 10)+pad).Err()
-	})
-	time.Sleep(200 * time.Millisecond)
-	_ = ps.Close()
-	<-done
-	m["rawlat50"], m["rawlat99"] = benchPct(raw, 0.5), benchPct(raw, 0.99)
+	m["rawlat50"], m["rawlat99"] = benchkit.Percentile(raw, 0.5), benchkit.Percentile(raw, 0.99)
 	return nil
-}
-
-func benchTimed(d time.Duration, g, per int, f func(i int) error) (float64, error) {
-	var n atomic.Int64
-	var firstErr atomic.Value
-	start := time.Now()
-	deadline := start.Add(d)
-	var wg sync.WaitGroup
-	for w := 0; w < g; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; time.Now().Before(deadline); i += g {
-				if err := f(i); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				n.Add(int64(per))
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
-		return 0, err
-	}
-	return float64(n.Load()) / time.Since(start).Seconds(), nil
-}
-
-func benchPaced(rate int, d time.Duration, f func(i int) error) {
-	step := time.Second / time.Duration(rate)
-	start := time.Now()
-	for i := 0; i < int(d/step); i++ {
-		if w := time.Until(start.Add(time.Duration(i) * step)); w > 0 {
-			time.Sleep(w)
-		}
-		if f(i) != nil {
-			return
-		}
-	}
-}
-
-func benchPct(ds []time.Duration, p float64) float64 {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return float64(s[int(p*float64(len(s)-1))].Microseconds())
-}
-
-func benchMedian(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
