@@ -26,6 +26,9 @@ const demoDeadline = 28 * time.Second
 // demoConsumer is the durable consumer name of the demo's subscriber.
 const demoConsumer = "demo-subscriber"
 
+// demoPattern is the pattern the demo's subscriber follows.
+const demoPattern = "demo.*"
+
 type demoOpts struct {
 	topics int
 	events int
@@ -381,7 +384,7 @@ func (d *demo) startSubscriber(ctx context.Context, run int) (*subscriber, error
 		d.record(run, m)
 		return nil
 	})
-	if err := c.bus.Handle("demo.*", h, bus.StartAt(bus.Beginning())); err != nil {
+	if err := c.bus.Handle(demoPattern, h, bus.StartAt(bus.Beginning())); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -489,7 +492,8 @@ func clientFields(line string) map[string]string {
 }
 
 func (d *demo) checkpoints(ctx context.Context) string {
-	cps, err := d.admin.HGetAll(ctx, d.ns+":consumer:"+demoConsumer).Result()
+	// A pattern subscription keeps its checkpoints under "<consumer>@<pattern>".
+	cps, err := d.admin.HGetAll(ctx, d.ns+":consumer:"+demoConsumer+"@"+demoPattern).Result()
 	if err != nil || len(cps) == 0 {
 		return "none"
 	}
