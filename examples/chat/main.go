@@ -18,16 +18,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/examples/internal/exredis"
 	"github.com/durabus/durabus/transport"
-	"github.com/durabus/durabus/transport/redistransport"
 )
 
 // ChatMessage is one line said in a room.
@@ -40,12 +36,9 @@ type ChatMessage struct {
 func (ChatMessage) EventType() string { return "chat.message" }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "chat:", err)
-		os.Exit(1)
-	}
+	exredis.Main("chat", func(ctx context.Context, args []string, stdout io.Writer) error {
+		return run(ctx, args, os.Stdin, stdout)
+	})
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
@@ -57,18 +50,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	rdb, closeRedis, err := exredis.Connect(ctx, *redisURL, stdout)
+	tr, _, closeAll, err := exredis.Transport(ctx, *redisURL, stdout)
 	if err != nil {
 		return err
 	}
-	defer closeRedis()
-	tr, err := redistransport.New(rdb)
-	if err != nil {
-		return err
-	}
-	defer tr.Close()
+	defer closeAll()
 
-	out := &syncWriter{w: stdout}
+	out := exredis.NewSyncWriter(stdout)
 	topic := "chat." + *room
 	if *user == "" {
 		return demo(ctx, tr, topic, out)
@@ -247,16 +235,4 @@ func lines(ctx context.Context, r io.Reader) func(yield func(string) bool) {
 			}
 		}
 	}
-}
-
-// syncWriter serialises the writes of concurrent handlers.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,7 +64,7 @@ func TestChatUserSeesWhatWasSaidBeforeTheyJoined(t *testing.T) {
 }
 
 type syncBuffer struct {
-	syncWriter
+	mu  sync.Mutex
 	buf bytes.Buffer
 }
 

@@ -17,16 +17,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/examples/internal/exredis"
 	"github.com/durabus/durabus/replay"
-	"github.com/durabus/durabus/transport/redistransport"
 )
 
 // Reading is a sensor value, published to "sensors.a" and "sensors.b".
@@ -36,14 +32,7 @@ type Reading struct {
 
 func (Reading) EventType() string { return "sensor.reading" }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "monitor:", err)
-		os.Exit(1)
-	}
-}
+func main() { exredis.Main("monitor", run) }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("monitor", flag.ContinueOnError)
@@ -56,17 +45,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	rdb, closeRedis, err := exredis.Connect(ctx, *redisURL, stdout)
+	tr, rdb, closeAll, err := exredis.Transport(ctx, *redisURL, stdout)
 	if err != nil {
 		return err
 	}
-	defer closeRedis()
-	tr, err := redistransport.New(rdb)
-	if err != nil {
-		return err
-	}
-	defer tr.Close()
-	out := &syncWriter{w: stdout}
+	defer closeAll()
+	out := exredis.NewSyncWriter(stdout) // the status loop and the chaos write concurrently
 
 	// The subscriber: one pattern subscription over both topics. A head
 	// check every 500 ms keeps Head and Lag fresh (default 2 s).
@@ -170,16 +154,4 @@ func delivered(b *bus.Bus) uint64 {
 		n += s.Stats.Delivered
 	}
 	return n
-}
-
-// syncWriter serialises the writes of the status loop and the chaos.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

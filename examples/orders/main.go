@@ -17,17 +17,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/examples/internal/exredis"
 	"github.com/durabus/durabus/transport"
-	"github.com/durabus/durabus/transport/redistransport"
 )
 
 // OrderPlaced is published by the order service.
@@ -56,14 +51,7 @@ func service(tr transport.Transport, name string, opts ...bus.Option) (*bus.Bus,
 		bus.WithRoute("payment.captured", "orders"))...)
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "orders:", err)
-		os.Exit(1)
-	}
-}
+func main() { exredis.Main("orders", run) }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("orders", flag.ContinueOnError)
@@ -72,17 +60,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	rdb, closeRedis, err := exredis.Connect(ctx, *redisURL, stdout)
+	tr, _, closeAll, err := exredis.Transport(ctx, *redisURL, stdout)
 	if err != nil {
 		return err
 	}
-	defer closeRedis()
-	tr, err := redistransport.New(rdb)
-	if err != nil {
-		return err
-	}
-	defer tr.Close()
-	out := &syncWriter{w: stdout}
+	defer closeAll()
+	out := exredis.NewSyncWriter(stdout)
 
 	// The order service only publishes.
 	checkout, err := service(tr, "checkout")
@@ -167,16 +150,4 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(out, "summary: %d orders placed, %d payments captured, %d mails sent\n", *n, paid.Load(), received.Load()+paid.Load())
 	return nil
-}
-
-// syncWriter serialises the writes of concurrent handlers.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

@@ -15,16 +15,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/examples/internal/exredis"
-	"github.com/durabus/durabus/transport/redistransport"
 )
 
 // Notification is published to one user's topic.
@@ -34,14 +29,7 @@ type Notification struct {
 
 func (Notification) EventType() string { return "notification" }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "patterns:", err)
-		os.Exit(1)
-	}
-}
+func main() { exredis.Main("patterns", run) }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("patterns", flag.ContinueOnError)
@@ -50,17 +38,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	rdb, closeRedis, err := exredis.Connect(ctx, *redisURL, stdout)
+	tr, _, closeAll, err := exredis.Transport(ctx, *redisURL, stdout)
 	if err != nil {
 		return err
 	}
-	defer closeRedis()
-	tr, err := redistransport.New(rdb)
-	if err != nil {
-		return err
-	}
-	defer tr.Close()
-	out := &syncWriter{w: stdout} // topics run concurrently: so do handler calls
+	defer closeAll()
+	out := exredis.NewSyncWriter(stdout) // topics run concurrently: so do handler calls
 
 	pub, err := bus.New(tr, bus.WithSource("notifier"))
 	if err != nil {
@@ -125,16 +108,4 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(out, "summary: %d notifications on %d topics matching user:*:notifications\n", got.Load(), len(topics))
 	return nil
-}
-
-// syncWriter serialises the writes of concurrent handlers.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

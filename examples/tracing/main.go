@@ -26,6 +26,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/durabus/durabus/bus"
+	"github.com/durabus/durabus/examples/internal/exredis"
 	"github.com/durabus/durabus/internal/redisproc"
 	"github.com/durabus/durabus/middleware"
 	"github.com/durabus/durabus/middleware/tracing"
@@ -56,18 +57,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "tracing:", err)
 		os.Exit(1)
 	}
-}
-
-// lockedWriter serializes the two exporters' lines.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // service is one process's worth of durabus: client, transport, bus and
@@ -128,7 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		*url = srv.URL()
 		fmt.Fprintln(stderr, "started redis-server on", srv.Addr())
 	}
-	out := &lockedWriter{w: stdout}
+	out := exredis.NewSyncWriter(stdout) // the two exporters write concurrently
 	checkout, err := newService("checkout", *url, out)
 	if err != nil {
 		return err

@@ -17,15 +17,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/examples/internal/exredis"
 	"github.com/durabus/durabus/replay"
-	"github.com/durabus/durabus/transport/redistransport"
 )
 
 // Job is one unit of work on the topic "jobs".
@@ -37,14 +33,7 @@ func (Job) EventType() string { return "jobs.resize" }
 
 const consumer = "resizer" // the checkpoint's name: keep it stable
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", err)
-		os.Exit(1)
-	}
-}
+func main() { exredis.Main("worker", run) }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
@@ -56,16 +45,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	rdb, closeRedis, err := exredis.Connect(ctx, *redisURL, stdout)
+	tr, _, closeAll, err := exredis.Transport(ctx, *redisURL, stdout)
 	if err != nil {
 		return err
 	}
-	defer closeRedis()
-	tr, err := redistransport.New(rdb)
-	if err != nil {
-		return err
-	}
-	defer tr.Close()
+	defer closeAll()
 
 	b, err := bus.New(tr, bus.WithSource("worker"), bus.WithRoute("jobs.resize", "jobs"),
 		bus.WithConsumer(consumer),
