@@ -37,53 +37,35 @@ func deleteTopic(newClient func() redis.UniversalClient) func(t *testing.T, tr t
 
 func TestConformanceStandalone(t *testing.T) {
 	srv := redistest.Start(t)
-	admin := func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: srv.Addr()}) }
-	transporttest.Run(t, func(t *testing.T) transport.Transport {
-		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-		t.Cleanup(func() { _ = rdb.Close() })
-		tr, err := redistransport.New(rdb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tr
-	}, transporttest.Features{
-		MaxSize:     redistransport.DefaultMaxSize,
-		Patterns:    true,
-		DeleteTopic: deleteTopic(admin),
-	})
+	conformance(t, func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: srv.Addr()}) }, true)
 }
 
 func TestConformanceCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
-	admin := func() redis.UniversalClient { return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()}) }
-	transporttest.Run(t, func(t *testing.T) transport.Transport {
-		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
-		t.Cleanup(func() { _ = rdb.Close() })
-		tr, err := redistransport.New(rdb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tr
-	}, transporttest.Features{
-		MaxSize:     redistransport.DefaultMaxSize,
-		Patterns:    true,
-		DeleteTopic: deleteTopic(admin),
-	})
+	conformance(t, func() redis.UniversalClient { return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()}) }, true)
 }
 
 func TestConformanceClusterSharded(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
-	admin := func() redis.UniversalClient { return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()}) }
+	conformance(t, func() redis.UniversalClient { return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()}) }, false,
+		redistransport.WithShardedPubSub(true))
+}
+
+// conformance runs transporttest.Run on transports over clients from
+// newClient; patterns says whether the options allow pattern subscriptions
+// (sharded Pub/Sub does not).
+func conformance(t *testing.T, newClient func() redis.UniversalClient, patterns bool, opts ...redistransport.Option) {
 	transporttest.Run(t, func(t *testing.T) transport.Transport {
-		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+		rdb := newClient()
 		t.Cleanup(func() { _ = rdb.Close() })
-		tr, err := redistransport.New(rdb, redistransport.WithShardedPubSub(true))
+		tr, err := redistransport.New(rdb, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tr
 	}, transporttest.Features{
 		MaxSize:     redistransport.DefaultMaxSize,
-		DeleteTopic: deleteTopic(admin),
+		Patterns:    patterns,
+		DeleteTopic: deleteTopic(newClient),
 	})
 }
