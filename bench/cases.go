@@ -294,8 +294,29 @@ func (e *env) liveCases(m metrics) error {
 		return fmt.Errorf("raw pubsub: %w", err)
 	}
 	m["live.raw"] = rate
+	for _, c := range []struct {
+		name     string
+		perFrame int
+	}{{"live.fed", 1000}, {"live.fed1", 1}} {
+		if rate, err = e.liveFed(e.topic(c.name), c.perFrame); err != nil {
+			return fmt.Errorf("live delivery fed by PUBLISH: %w", err)
+		}
+		m[c.name] = rate
+	}
 	return nil
 }
+
+// liveFed: the receive side alone, fed frames by raw pipelined PUBLISH.
+func (e *env) liveFed(topic string, perFrame int) (float64, error) {
+	e.flush()
+	pub := e.transport()
+	defer pub.Close()
+	return benchkit.FedLive(e.ctx, e.rdb, pub, e.typedBus, "durabus:{"+topic+"}", topic, e.msgs, e.n, perFrame, liveWindow)
+}
+
+// liveWindow is how many fed events may be in flight: the follower's
+// default inbox (replay.DefaultInboxSize), so that none is dropped.
+const liveWindow = 256
 
 // liveOurs returns deliveries per second over subs subscribers.
 func (e *env) liveOurs(topic string, n, subs int) (float64, error) {

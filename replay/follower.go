@@ -289,6 +289,7 @@ func (f *Follower) worker(ctx, hctx context.Context, topic string, saved map[str
 		check:   make(chan struct{}, 1),
 		repair:  make(chan struct{}, 1),
 	}
+	w.catching.Store(true) // until its first catch-up ends
 	f.workers[topic] = w
 	f.order = append(f.order, w)
 	if w.initial {
@@ -397,7 +398,13 @@ func (f *Follower) dispatch(ctx, hctx context.Context, sub transport.Subscriptio
 					}
 					w = f.worker(ctx, hctx, ev.Delivery.Topic, saved, true, wg)
 				}
-				if !w.inbox.push(ev.Delivery) {
+				d := Delivery{Delivery: ev.Delivery}
+				if f.cfg.prepare != nil && !w.catching.Load() && w.inbox.room() {
+					// Decoded here, off the handler's goroutine, unless
+					// the frame is likely to be dropped or a duplicate.
+					d.Prepared = f.cfg.prepare(ev.Delivery)
+				}
+				if !w.inbox.push(d) {
 					f.c.overflows.Add(1)
 					w.needRepair()
 				}

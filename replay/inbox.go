@@ -1,10 +1,6 @@
 package replay
 
-import (
-	"sync"
-
-	"github.com/durabus/durabus/transport"
-)
+import "sync"
 
 // inbox is a topic's queue of live frames: bounded, and sized by what it
 // holds rather than by its bound, so that thousands of mostly idle topics
@@ -14,14 +10,14 @@ type inbox struct {
 	ready chan struct{} // signalled when frames are queued
 
 	mu   sync.Mutex
-	q    []transport.Delivery
+	q    []Delivery
 	head int
 }
 
 func newInbox(max int) *inbox { return &inbox{max: max, ready: make(chan struct{}, 1)} }
 
 // push queues d; false when the inbox is full. It never blocks.
-func (in *inbox) push(d transport.Delivery) bool {
+func (in *inbox) push(d Delivery) bool {
 	in.mu.Lock()
 	if len(in.q)-in.head >= in.max {
 		in.mu.Unlock()
@@ -36,15 +32,22 @@ func (in *inbox) push(d transport.Delivery) bool {
 	return true
 }
 
+// room reports whether push would find room now.
+func (in *inbox) room() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.q)-in.head < in.max
+}
+
 // pop takes the oldest frame.
-func (in *inbox) pop() (transport.Delivery, bool) {
+func (in *inbox) pop() (Delivery, bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.head == len(in.q) {
-		return transport.Delivery{}, false
+		return Delivery{}, false
 	}
 	d := in.q[in.head]
-	in.q[in.head] = transport.Delivery{}
+	in.q[in.head] = Delivery{}
 	in.head++
 	if in.head == len(in.q) {
 		// Empty: keep a small array for the next frames, free a big one.

@@ -154,9 +154,11 @@ func WithPageSize(n int) Option {
 	}
 }
 
-// WithPrepare sets a function run on events read from the backlog ahead of
-// their handler calls, on the goroutine that reads the next page while the
-// handler works through the current one; its result reaches the handler as
+// WithPrepare sets a function run on events ahead of their handler calls,
+// off the handler's goroutine: on events read from the backlog by the
+// goroutine that reads the next page while the handler works through the
+// current one, and on live frames by the goroutine that queues them for
+// their topic's handler; its result reaches the handler as
 // Delivery.Prepared. It suits pure work such as decoding: it must be safe
 // for concurrent use and not depend on earlier handler calls, and the
 // handler must do the work itself when Prepared is nil. Default: none.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cenkalti/backoff/v4"
 
@@ -22,6 +23,10 @@ type worker struct {
 	inbox  *inbox
 	check  chan struct{} // a head check is due
 	repair chan struct{}
+	// catching is set while the worker reads the backlog (and before its
+	// first catch-up): live frames queued meanwhile are likely duplicates,
+	// so the dispatcher does not prepare them.
+	catching atomic.Bool
 	// initial workers count towards the follower's readiness.
 	initial bool
 
@@ -148,6 +153,8 @@ func (w *worker) newOnly(ctx context.Context) (transport.Position, error) {
 // event; it is used only when the cursor ends up at that event, so the
 // pages are those reads from the cursor would give, only read earlier.
 func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) bool {
+	w.catching.Store(true)
+	defer w.catching.Store(false)
 	bo := w.f.newBackoff()
 	var ahead *pageAhead
 	defer func() { ahead.wait() }()
@@ -276,19 +283,19 @@ func (w *worker) sameLog(ctx context.Context, epoch string) (transport.Page, boo
 }
 
 // live handles a live frame.
-func (w *worker) live(ctx, hctx context.Context, d transport.Delivery) bool {
+func (w *worker) live(ctx, hctx context.Context, d Delivery) bool {
 	c := w.cursor
 	switch {
 	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq == c.Seq && c.ID != "" && d.Position.ID != "" && idAfter(c.ID, d.Position.ID):
 		// Two frames claim the cursor's seq, and the one delivered has the
 		// later stream id: it may not be in the log (a forged frame with the
 		// next seq). Ask the log.
-		return w.conflict(ctx, hctx, d)
+		return w.conflict(ctx, hctx, d.Delivery)
 	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq <= c.Seq && !idAfter(d.Position.ID, c.ID):
 		w.f.c.duplicates.Add(1)
 		return true
 	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq == c.Seq+1:
-		return w.deliver(ctx, hctx, Delivery{Delivery: d})
+		return w.deliver(ctx, hctx, d)
 	}
 	// A gap, a new epoch, or a first event: the backlog has what led to it.
 	w.f.c.gaps.Add(1)

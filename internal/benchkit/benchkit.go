@@ -342,3 +342,98 @@ func Median(xs []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+// FedLive measures the receive side of live delivery alone: frames in the
+// format the publish script sends (see "Live frames" in redistransport's
+// package doc), perFrame events each (at most 64 KiB, as the script
+// splits them), are sent with raw pipelined PUBLISH on the topic's
+// channel ch, the same Redis work as RawLive, into a typed handler
+// subscribed with sub. pub publishes one seed event first, which gives the
+// topic its epoch and the subscriber its start; the fed events continue
+// its seq and stream ids, and never enter the backlog, so a frame the
+// subscriber drops would be reported as lost: at most window events are
+// in flight (sent and not yet handled). It returns deliveries per second.
+func FedLive(ctx context.Context, rdb *redis.Client, pub transport.Transport, sub Subscriber, ch, topic string, msgs []transport.Message, n, perFrame, window int) (float64, error) {
+	seed := msgs[0]
+	seed.Topic = topic
+	at, err := pub.Publish(ctx, seed)
+	if err != nil {
+		return 0, err
+	}
+	ms, idSeq, ok := strings.Cut(at.ID, "-")
+	next, err := strconv.ParseUint(idSeq, 10, 64)
+	if !ok || err != nil {
+		return 0, fmt.Errorf("seed event's stream id %q", at.ID)
+	}
+	var got atomic.Int64
+	wake := make(chan struct{}, 1)
+	stop, err := sub(topic, false, func(*Event) {
+		if got.Add(1)%64 == 0 {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	frames, counts := buildFrames(at, ms, next+1, msgs, n, perFrame)
+	start := time.Now()
+	sent := 0
+	for i := 0; i < len(frames); {
+		p := rdb.Pipeline()
+		for ; i < len(frames) && sent+counts[i] <= int(got.Load())+window; i++ {
+			p.Publish(ctx, ch, frames[i])
+			sent += counts[i]
+		}
+		if p.Len() == 0 {
+			select {
+			case <-wake:
+			case <-time.After(time.Millisecond):
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+			continue
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			return 0, err
+		}
+	}
+	if err := WaitCount(ctx, &got, int64(n)); err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// buildFrames encodes n events after the seed position at (stream ids
+// <ms>-<id>, <ms>-<id+1>, …; envelopes cycling through msgs) into frames of
+// at most perFrame events and 64 KiB, and returns them with their event
+// counts.
+func buildFrames(at transport.Position, ms string, id uint64, msgs []transport.Message, n, perFrame int) (frames [][]byte, counts []int) {
+	const maxFrame = 64 << 10
+	var body []byte
+	first, count := at.Seq+1, 0
+	flush := func() {
+		if count == 0 {
+			return
+		}
+		frame := fmt.Appendf(nil, "v1 %s %d %d\n", at.Epoch, first, count)
+		frames = append(frames, append(frame, body...))
+		counts = append(counts, count)
+		first += uint64(count)
+		body, count = body[:0], 0
+	}
+	for i := 0; i < n; i++ {
+		data := msgs[i%len(msgs)].Data
+		if count == perFrame || (count > 0 && len(body)+len(data) > maxFrame) {
+			flush()
+		}
+		body = fmt.Appendf(body, "%s-%d %d\n", ms, id+uint64(i), len(data))
+		body = append(body, data...)
+		count++
+	}
+	flush()
+	return frames, counts
+}
