@@ -8,6 +8,7 @@ require (
 	github.com/durabus/durabus v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/redis/go-redis/v9 v9.23.0
+	golang.org/x/image v0.46.0
 )
 
 require (

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -14,6 +16,8 @@ import (
 	"github.com/durabus/durabus/transport"
 )
 
+var plotPath = flag.String("plot", "", "PNG file for the scaling curves, referenced from the report by its base name (off when empty)")
+
 type point struct {
 	x          int
 	ours, base float64
@@ -22,6 +26,7 @@ type point struct {
 type scaleResult struct {
 	publishers, topics, subscribers, backlog []point
 	big                                      int
+	image                                    string // base name of the written plot, "" when none
 }
 
 // scaling measures the curves of issue 8 point 5, one pass each.
@@ -77,6 +82,14 @@ func (e *env) scaling(big int) (*scaleResult, error) {
 		r.backlog = append(r.backlog, point{n, ours, base})
 	}
 	e.flush()
+	if *plotPath != "" {
+		// A plot that cannot be written must not cost the measurements.
+		if err := writePlot(*plotPath, r.panels()); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: plot:", err)
+		} else {
+			r.image = filepath.Base(*plotPath)
+		}
+	}
 	return r, nil
 }
 
@@ -129,6 +142,9 @@ func (e *env) topicsRate(nt, n int) (float64, error) {
 
 func (r *scaleResult) write(w io.Writer) {
 	fmt.Fprintln(w, "\n### Scaling (one pass each)")
+	if r.image != "" {
+		fmt.Fprintf(w, "\n![Scaling curves](%s)\n", r.image)
+	}
 	fmt.Fprintln(w, "\n| publisher goroutines | `Publish` | raw `EVALSHA` | ratio |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- |")
 	for _, p := range r.publishers {
