@@ -37,6 +37,7 @@ unit:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./envelope
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFrame$$' -fuzztime $(FUZZTIME) ./transport/redistransport
+	$(GO) test -run '^$$' -fuzz '^FuzzMatchesEncodingJSON$$' -fuzztime $(FUZZTIME) ./internal/flatjson
 
 ## chaos: the long fault schedule (13 runs × CHAOS_DURATION of faults, ≥ 10 minutes); prints the table.
 CHAOS_DURATION ?= 50s

@@ -2,13 +2,13 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/durabus/durabus/envelope"
+	"github.com/durabus/durabus/internal/flatjson"
 	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport"
 )
@@ -39,6 +39,7 @@ func Subscribe[T Event](b *Bus, h func(ctx context.Context, e *T) error, opts ..
 		return fmt.Errorf("%w: nil handler for %q", ErrInvalidOption, typ)
 	}
 	want := versionOf(zero)
+	dec := flatjson.For[T]()
 	sc := subConfig{}
 	for _, o := range opts {
 		o(&sc)
@@ -60,7 +61,7 @@ func Subscribe[T Event](b *Bus, h func(ctx context.Context, e *T) error, opts ..
 			}
 		}
 		v := new(T)
-		if err := json.Unmarshal(data, v); err != nil {
+		if err := dec.Unmarshal(data, v); err != nil {
 			return &DeliveryError{Topic: m.Topic, Position: m.Position, Type: m.Type, ID: m.ID,
 				Err: fmt.Errorf("%w: payload into %T: %v", ErrUndecodable, v, err)}
 		}

@@ -1,0 +1,393 @@
+// Package flatjson decodes flat JSON objects into structs of scalar fields
+// several times faster than encoding/json, with encoding/json's results.
+//
+// A Decoder for a struct type whose exported fields are all strings,
+// booleans, integers or floats (no embedded fields, no ",string" option, no
+// type implementing json.Unmarshaler or encoding.TextUnmarshaler) reads an
+// object whose keys match the field names exactly and whose values are
+// plain literals of the field's kind: strings without escapes, integers
+// within range, JSON numbers for floats, true/false, null. Anything else —
+// another key spelling, an unknown key, an escape, a nested value, a type
+// mismatch, a syntax error — makes it hand the whole input to
+// json.Unmarshal, so the result, value or error, is always what
+// json.Unmarshal gives. For other types the Decoder is json.Unmarshal.
+//
+// It serves the bus's typed handlers (bus.Subscribe), where decoding the
+// payload is most of the cost of a delivery.
+package flatjson
+
+import (
+	"encoding"
+	"encoding/json"
+	"math"
+	"reflect"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// Decoder decodes JSON into a *T. It holds no state beyond its plan and is
+// safe for concurrent use.
+type Decoder[T any] struct {
+	fields []field // nil: no fast path for T
+}
+
+type field struct {
+	name   string
+	offset uintptr
+	kind   reflect.Kind
+}
+
+// For returns the Decoder of T, with a fast path when T qualifies (see the
+// package doc).
+func For[T any]() *Decoder[T] {
+	return &Decoder[T]{fields: plan(reflect.TypeFor[T]())}
+}
+
+// Fast reports whether the Decoder has a fast path for T.
+func (d *Decoder[T]) Fast() bool { return d.fields != nil }
+
+// Unmarshal decodes data into *v, which must be T's zero value, with the
+// result and error json.Unmarshal(data, v) would give.
+func (d *Decoder[T]) Unmarshal(data []byte, v *T) error {
+	if d.fields != nil {
+		if decode(data, unsafe.Pointer(v), d.fields) {
+			return nil
+		}
+		var zero T
+		*v = zero
+	}
+	return json.Unmarshal(data, v)
+}
+
+var (
+	unmarshalerType     = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+// decodesItself reports whether encoding/json would hand t (or *t) to its
+// own UnmarshalJSON or UnmarshalText.
+func decodesItself(t reflect.Type) bool {
+	p := reflect.PointerTo(t)
+	return t.Implements(unmarshalerType) || p.Implements(unmarshalerType) ||
+		t.Implements(textUnmarshalerType) || p.Implements(textUnmarshalerType)
+}
+
+// plan returns the fields of struct type t in encoding/json's naming, or
+// nil when t has no fast path.
+func plan(t reflect.Type) []field {
+	if t.Kind() != reflect.Struct || decodesItself(t) {
+		return nil
+	}
+	fields := []field{}
+	seen := map[string]bool{}
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if sf.Anonymous {
+			return nil // embedded fields: encoding/json's promotion rules
+		}
+		if !sf.IsExported() {
+			continue
+		}
+		name := sf.Name
+		if tag, ok := sf.Tag.Lookup("json"); ok {
+			if tag == "-" {
+				continue
+			}
+			tagName, opts, _ := strings.Cut(tag, ",")
+			for opts != "" {
+				var opt string
+				opt, opts, _ = strings.Cut(opts, ",")
+				if opt == "string" {
+					return nil
+				}
+			}
+			if tagName != "" {
+				if !plainName(tagName) {
+					return nil // encoding/json's tag-name rules: leave them to it
+				}
+				name = tagName
+			}
+		}
+		switch sf.Type.Kind() {
+		case reflect.String, reflect.Bool,
+			reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+			reflect.Float32, reflect.Float64:
+		default:
+			return nil
+		}
+		if decodesItself(sf.Type) || seen[strings.ToLower(name)] {
+			// Two names equal but for case: encoding/json's matching of
+			// such keys is not exact; leave it to it.
+			return nil
+		}
+		seen[strings.ToLower(name)] = true
+		fields = append(fields, field{name: name, offset: sf.Offset, kind: sf.Type.Kind()})
+	}
+	return fields
+}
+
+// plainName reports whether a tag name is ASCII letters, digits and
+// underscores, which encoding/json takes as given.
+func plainName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// decode is the fast path: false means "not handled", and *p may then hold
+// some decoded fields.
+func decode(b []byte, p unsafe.Pointer, fields []field) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return skipSpace(b, i+1) == len(b)
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return false
+		}
+		key, next, ok := plainString(b, i)
+		if !ok {
+			return false
+		}
+		f := lookup(fields, key)
+		if f == nil {
+			return false // unknown, or a spelling encoding/json matches by folding
+		}
+		i = skipSpace(b, next)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipSpace(b, i+1)
+		if i, ok = value(b, i, unsafe.Add(p, f.offset), f.kind); !ok {
+			return false
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return skipSpace(b, i+1) == len(b)
+		default:
+			return false
+		}
+	}
+}
+
+func lookup(fields []field, key []byte) *field {
+	for i := range fields {
+		if fields[i].name == string(key) {
+			return &fields[i]
+		}
+	}
+	return nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// plainString reads the string starting at b[i] == '"': its bytes and the
+// index after it. false for an escape, a control byte, invalid UTF-8 (all
+// of which encoding/json handles its own way) or no closing quote.
+func plainString(b []byte, i int) (s []byte, next int, ok bool) {
+	start := i + 1
+	ascii := true
+	for j := start; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			s = b[start:j]
+			if !ascii && !utf8.Valid(s) {
+				return nil, 0, false
+			}
+			return s, j + 1, true
+		case c == '\\' || c < 0x20:
+			return nil, 0, false
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	return nil, 0, false
+}
+
+// value decodes the literal at b[i] into the field at p of kind k and
+// returns the index after it.
+func value(b []byte, i int, p unsafe.Pointer, k reflect.Kind) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	if b[i] == 'n' {
+		// null leaves the field as it is, whatever its kind.
+		if len(b)-i >= 4 && string(b[i:i+4]) == "null" {
+			return i + 4, true
+		}
+		return 0, false
+	}
+	switch k {
+	case reflect.String:
+		if b[i] != '"' {
+			return 0, false
+		}
+		s, next, ok := plainString(b, i)
+		if !ok {
+			return 0, false
+		}
+		*(*string)(p) = string(s)
+		return next, true
+	case reflect.Bool:
+		switch {
+		case len(b)-i >= 4 && string(b[i:i+4]) == "true":
+			*(*bool)(p) = true
+			return i + 4, true
+		case len(b)-i >= 5 && string(b[i:i+5]) == "false":
+			*(*bool)(p) = false
+			return i + 5, true
+		}
+		return 0, false
+	}
+	end, integer, ok := number(b, i)
+	if !ok {
+		return 0, false
+	}
+	text := unsafe.String(&b[i], end-i)
+	switch k {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if !integer {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		switch k {
+		case reflect.Int8:
+			if n < math.MinInt8 || n > math.MaxInt8 {
+				return 0, false
+			}
+			*(*int8)(p) = int8(n)
+		case reflect.Int16:
+			if n < math.MinInt16 || n > math.MaxInt16 {
+				return 0, false
+			}
+			*(*int16)(p) = int16(n)
+		case reflect.Int32:
+			if n < math.MinInt32 || n > math.MaxInt32 {
+				return 0, false
+			}
+			*(*int32)(p) = int32(n)
+		case reflect.Int:
+			if n < math.MinInt || n > math.MaxInt {
+				return 0, false
+			}
+			*(*int)(p) = int(n)
+		default:
+			*(*int64)(p) = n
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if !integer {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(text, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		switch k {
+		case reflect.Uint8:
+			if n > math.MaxUint8 {
+				return 0, false
+			}
+			*(*uint8)(p) = uint8(n)
+		case reflect.Uint16:
+			if n > math.MaxUint16 {
+				return 0, false
+			}
+			*(*uint16)(p) = uint16(n)
+		case reflect.Uint32:
+			if n > math.MaxUint32 {
+				return 0, false
+			}
+			*(*uint32)(p) = uint32(n)
+		case reflect.Uint:
+			if n > math.MaxUint {
+				return 0, false
+			}
+			*(*uint)(p) = uint(n)
+		default:
+			*(*uint64)(p) = n
+		}
+	case reflect.Float32:
+		f, err := strconv.ParseFloat(text, 32)
+		if err != nil {
+			return 0, false
+		}
+		*(*float32)(p) = float32(f)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			return 0, false
+		}
+		*(*float64)(p) = f
+	default:
+		return 0, false
+	}
+	return end, true
+}
+
+// number reads a JSON number (RFC 8259 grammar) at b[i] and returns the
+// index after it and whether it has neither fraction nor exponent.
+func number(b []byte, i int) (end int, integer, ok bool) {
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return 0, false, false
+	}
+	integer = true
+	if i < len(b) && b[i] == '.' {
+		integer = false
+		i++
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return 0, false, false
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		integer = false
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return 0, false, false
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	return i, integer, true
+}
