@@ -14,7 +14,7 @@ var ErrInvalidOption = errors.New("replay: invalid option")
 
 // Defaults of the follower's options.
 const (
-	DefaultPageSize           = 512
+	DefaultPageSize           = 1024
 	DefaultInboxSize          = 256
 	DefaultHeadCheck          = 2 * time.Second
 	DefaultBackoffInitial     = 50 * time.Millisecond
@@ -144,7 +144,7 @@ func WithCheckpointEvery(n int, d time.Duration) Option {
 	}
 }
 
-// WithPageSize sets how many events one backlog read fetches. Default 512.
+// WithPageSize sets how many events one backlog read fetches. Default 1024.
 func WithPageSize(n int) Option {
 	return func(c *config) {
 		if n < 1 || n > 100_000 {

@@ -226,6 +226,10 @@ type pageAhead struct {
 	page     transport.Page
 	prepared []any // WithPrepare's results, one per event of page
 	err      error
+	// taken stops the preparing: once the worker wants the page it gets
+	// it at once and prepares the rest itself, so the work splits
+	// between the two goroutines as their speeds allow.
+	taken atomic.Bool
 }
 
 // readAhead starts reading the page after from.
@@ -237,6 +241,9 @@ func (w *worker) readAhead(ctx context.Context, from transport.Position) *pageAh
 		if prep := w.f.cfg.prepare; prep != nil && a.err == nil {
 			a.prepared = make([]any, len(a.page.Events))
 			for i, d := range a.page.Events {
+				if a.taken.Load() {
+					break
+				}
 				if d.Position.Epoch == "" {
 					d.Position.Epoch = a.page.Epoch
 				}
@@ -254,6 +261,7 @@ func (a *pageAhead) take(cursor transport.Position) (transport.Page, []any, bool
 	if a == nil {
 		return transport.Page{}, nil, false
 	}
+	a.taken.Store(true)
 	<-a.done
 	if a.err != nil || a.from != cursor {
 		return transport.Page{}, nil, false
