@@ -483,6 +483,9 @@ func (e *env) peerConsume(m metrics) error {
 // the raw script, ReceiveMessage).
 func (e *env) latencyCases(m metrics, rate int, d time.Duration) error {
 	e.flush()
+	if err := benchkit.RawScript.Load(e.ctx, e.rdb).Err(); err != nil { // for -profile latency alone
+		return err
+	}
 	b, closePub := e.publisher()
 	ours, n, err := benchkit.Latency(e.ctx, e.typedBus, b, e.topic("lat"), rate, d)
 	closePub()
