@@ -345,8 +345,8 @@ func Median(xs []float64) float64 {
 
 // FedLive measures the receive side of live delivery alone: frames in the
 // format the publish script sends (see "Live frames" in redistransport's
-// package doc), perFrame events each (at most 64 KiB, as the script
-// splits them), are sent with raw pipelined PUBLISH on the topic's
+// package doc), perFrame events each (at most 8 000 bytes of records, as
+// the script splits them), are sent with raw pipelined PUBLISH on the topic's
 // channel ch, the same Redis work as RawLive, into a typed handler
 // subscribed with sub. pub publishes one seed event first, which gives the
 // topic its epoch and the subscriber its start; the fed events continue
@@ -409,10 +409,10 @@ func FedLive(ctx context.Context, rdb *redis.Client, pub transport.Transport, su
 
 // buildFrames encodes n events after the seed position at (stream ids
 // <ms>-<id>, <ms>-<id+1>, …; envelopes cycling through msgs) into frames of
-// at most perFrame events and 64 KiB, and returns them with their event
+// at most perFrame events and 8 000 bytes, and returns them with their event
 // counts.
 func buildFrames(at transport.Position, ms string, id uint64, msgs []transport.Message, n, perFrame int) (frames [][]byte, counts []int) {
-	const maxFrame = 64 << 10
+	const maxFrame = 8000 // redistransport's frameSize
 	var body []byte
 	first, count := at.Seq+1, 0
 	flush := func() {
@@ -427,11 +427,11 @@ func buildFrames(at transport.Position, ms string, id uint64, msgs []transport.M
 	}
 	for i := 0; i < n; i++ {
 		data := msgs[i%len(msgs)].Data
-		if count == perFrame || (count > 0 && len(body)+len(data) > maxFrame) {
+		rec := fmt.Appendf(nil, "%s-%d %d\n", ms, id+uint64(i), len(data))
+		if count == perFrame || (count > 0 && len(body)+len(rec)+len(data) > maxFrame) {
 			flush()
 		}
-		body = fmt.Appendf(body, "%s-%d %d\n", ms, id+uint64(i), len(data))
-		body = append(body, data...)
+		body = append(append(body, rec...), data...)
 		count++
 	}
 	flush()

@@ -31,8 +31,10 @@
 //
 // Event i (from 0) has seq first-seq+i. The header is ASCII, the envelope is
 // copied as is. A frame parses without JSON, and the envelope is copied once
-// (out of the string go-redis returns). The script starts a new frame when
-// one reaches 64 KiB, so a batch never makes one huge message.
+// (out of the string go-redis returns). The script starts a new frame
+// rather than let one pass 8 000 bytes of records (an event larger than that
+// has a frame of its own): a batch never makes one huge message, and Lua
+// joins each frame in its fixed-size string buffer.
 //
 // # Epochs and a lost meta hash
 //
