@@ -18,9 +18,11 @@ import (
 )
 
 // publishScript appends events to one topic's log and publishes them live,
-// atomically. It returns {newEpoch, epoch_1, seq_1, id_1, epoch_2, ...}:
-// newEpoch is 1 when the script created the epoch, then one triple per event
-// (for a duplicate within the idempotency window, the first publish's).
+// atomically. With the idempotency window on it returns {newEpoch, epoch_1,
+// seq_1, id_1, epoch_2, ...}: newEpoch is 1 when the script created the
+// epoch, then one triple per event (for a duplicate within the window, the
+// first publish's). Without it every event is new and the seqs follow each
+// other: {newEpoch, epoch, seq_1, id_1, id_2, ...}.
 //
 // KEYS[1] log, KEYS[2] meta.
 // ARGV[1] channel, ARGV[2] PUBLISH or SPUBLISH, ARGV[3] MAXLEN (0: none),
@@ -60,6 +62,7 @@ local frameMax = tonumber(ARGV[8])
 local stride = 1
 if idem > 0 then stride = 2 end
 local out = {created}
+if stride == 1 then out = {created, epoch, seq + 1} end
 local frames = {}
 local parts, size, first, count = {''}, 0, 0, 0
 local wrote = false
@@ -83,7 +86,11 @@ for i = 9, #ARGV, stride do
       sid = redis.call('XADD', KEYS[1], '*', 'seq', seq, 'e', env)
     end
     wrote = true
-    out[#out + 1] = epoch; out[#out + 1] = seq; out[#out + 1] = sid
+    if stride == 1 then
+      out[#out + 1] = sid
+    else
+      out[#out + 1] = epoch; out[#out + 1] = seq; out[#out + 1] = sid
+    end
     if stride == 2 and id ~= '' then
       keep[#keep + 1] = id; keep[#keep + 1] = epoch .. ' ' .. seq .. ' ' .. sid
     end
@@ -495,10 +502,13 @@ func (t *Transport) readResult(c *call, positions []transport.Position) (created
 	if err != nil {
 		return false, wrapErr("publish to", c.topic, err)
 	}
-	if len(res) != 1+3*len(c.idx) {
-		return false, fmt.Errorf("redistransport: publish to %q: script returned %d values for %d events", c.topic, len(res), len(c.idx))
+	if want := t.resultLen(len(c.idx)); len(res) != want {
+		return false, fmt.Errorf("redistransport: publish to %q: script returned %d values for %d events, want %d", c.topic, len(res), len(c.idx), want)
 	}
 	flag, _ := res[0].(int64)
+	if t.cfg.idemWindow == 0 {
+		return flag == 1, compactResult(c, res, positions)
+	}
 	for k, i := range c.idx {
 		epoch, _ := res[1+3*k].(string)
 		seq, _ := res[2+3*k].(int64)
@@ -530,4 +540,30 @@ func execPipeline(ctx context.Context, p redis.Pipeliner, calls []*call) error {
 		c.cmd.SetErr(err)
 	}
 	return err
+}
+
+// resultLen is the length of publishScript's reply for n events.
+func (t *Transport) resultLen(n int) int {
+	if t.cfg.idemWindow == 0 {
+		return 3 + n
+	}
+	return 1 + 3*n
+}
+
+// compactResult reads the positions out of publishScript's reply without
+// idempotency window: {newEpoch, epoch, first seq, id_1, id_2, ...}.
+func compactResult(c *call, res []any, positions []transport.Position) error {
+	epoch, _ := res[1].(string)
+	first, _ := res[2].(int64)
+	if epoch == "" || first <= 0 {
+		return fmt.Errorf("redistransport: publish to %q: bad script reply %v", c.topic, res[:3])
+	}
+	for k, i := range c.idx {
+		id, _ := res[3+k].(string)
+		if id == "" {
+			return fmt.Errorf("redistransport: publish to %q: bad script reply %v", c.topic, res[3+k])
+		}
+		positions[i] = transport.Position{Epoch: epoch, Seq: uint64(first) + uint64(k), ID: id}
+	}
+	return nil
 }
