@@ -5,10 +5,12 @@ import (
 	"os"
 	"runtime/pprof"
 	"time"
+
+	"github.com/durabus/durabus/internal/benchkit"
 )
 
 // profile runs one case under the CPU profiler (for the profiling notes in
-// docs/benchmarks.md): "live", "replay", "publish" or "latency". The allocation
+// docs/benchmarks.md): "live", "replay", "publish", "publish16" or "latency". The allocation
 // profile goes to path + ".alloc".
 func (e *env) profile(which, path string) error {
 	f, err := os.Create(path)
@@ -37,10 +39,16 @@ func (e *env) profile(which, path string) error {
 			err = e.replayCases(m)
 		case "publish":
 			err = e.publishCases(m)
+		case "publish16":
+			// Only durabus's Publish from 16 goroutines.
+			e.flush()
+			tr := e.transport()
+			m["pub.ours.16"], err = benchkit.Timed(e.dur, 16, 1, benchkit.PublishEach(e.ctx, tr, e.msgs, e.topic("pub16")))
+			_ = tr.Close()
 		case "latency":
 			err = e.latencyCases(m, 5000, 2*time.Second)
 		default:
-			return fmt.Errorf("-profile %q: want live, replay, publish or latency", which)
+			return fmt.Errorf("-profile %q: want live, replay, publish, publish16 or latency", which)
 		}
 		if err != nil {
 			return err
