@@ -8,6 +8,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/durabus/durabus/internal/jsonscan"
 )
 
 // Decoder decodes envelopes with a size limit. The zero Decoder applies
@@ -503,16 +505,10 @@ func validNumber(s string) bool {
 // substring of the input; escapes and non-ASCII take the slow path, which
 // also rejects invalid UTF-8 and unpaired surrogates.
 func (p *parser) str(field string) (string, *FieldError) {
-	for i := p.i + 1; i < len(p.s); i++ {
-		c := p.s[i]
-		if c == '"' {
-			s := p.s[p.i+1 : i]
-			p.i = i + 1
-			return s, nil
-		}
-		if c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
-			break
-		}
+	if i := jsonscan.Special(p.buf, p.i+1); i < len(p.s) && p.s[i] == '"' {
+		s := p.s[p.i+1 : i]
+		p.i = i + 1
+		return s, nil
 	}
 	return p.strSlow(field)
 }
@@ -671,7 +667,11 @@ func (p *parser) skipValue(field string) *FieldError {
 }
 
 func (p *parser) skipString(field string) *FieldError {
-	for i := p.i + 1; i < len(p.s); i++ {
+	for i := p.i + 1; ; i++ {
+		i = jsonscan.Special(p.buf, i)
+		if i >= len(p.s) {
+			break
+		}
 		switch p.s[i] {
 		case '\\':
 			i++

@@ -1,6 +1,10 @@
 package envelope
 
-import "unicode/utf8"
+import (
+	"unicode/utf8"
+
+	"github.com/durabus/durabus/internal/jsonscan"
+)
 
 // maxDepth is the nesting limit of data, the same as encoding/json's so
 // that Bind can read whatever Decode accepts.
@@ -116,7 +120,10 @@ func objectKey(b []byte, i int) (int, bool) {
 // the index after its closing quote.
 func scanString(b []byte, i int) (int, bool) {
 	i++
-	for i < len(b) {
+	for {
+		if i = jsonscan.Special(b, i); i >= len(b) {
+			break
+		}
 		c := b[i]
 		switch {
 		case c == '"':

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/durabus/durabus/internal/jsonscan"
 )
 
 // Decoder decodes JSON into a *T. It holds no state beyond its plan and is
@@ -209,7 +211,10 @@ func skipSpace(b []byte, i int) int {
 func plainString(b []byte, i int) (s []byte, next int, ok bool) {
 	start := i + 1
 	ascii := true
-	for j := start; j < len(b); j++ {
+	for j := start; ; j++ {
+		if j = jsonscan.Special(b, j); j >= len(b) {
+			return nil, 0, false
+		}
 		switch c := b[j]; {
 		case c == '"':
 			s = b[start:j]
@@ -219,11 +224,10 @@ func plainString(b []byte, i int) (s []byte, next int, ok bool) {
 			return s, j + 1, true
 		case c == '\\' || c < 0x20:
 			return nil, 0, false
-		case c >= 0x80:
+		default: // not ASCII
 			ascii = false
 		}
 	}
-	return nil, 0, false
 }
 
 // value decodes the literal at b[i] into the field at p of kind k and
