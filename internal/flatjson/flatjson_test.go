@@ -12,25 +12,25 @@ import (
 )
 
 type flat struct {
-	N   int64   `json:"n"`
-	T   int64   `json:"t"`
-	S   string  `json:"s"`
-	B   bool    `json:"b,omitempty"`
-	I8  int8    `json:"i8"`
-	I16 int16   `json:"i16"`
-	I32 int32   `json:"i32"`
-	I   int     `json:"i"`
-	U8  uint8   `json:"u8"`
-	U16 uint16  `json:"u16"`
-	U32 uint32  `json:"u32"`
-	U64 uint64  `json:"u64"`
-	U   uint    `json:"u"`
-	F32 float32 `json:"f32"`
-	F64 float64 `json:"f64"`
+	N    int64   `json:"n"`
+	T    int64   `json:"t"`
+	S    string  `json:"s"`
+	B    bool    `json:"b,omitempty"`
+	I8   int8    `json:"i8"`
+	I16  int16   `json:"i16"`
+	I32  int32   `json:"i32"`
+	I    int     `json:"i"`
+	U8   uint8   `json:"u8"`
+	U16  uint16  `json:"u16"`
+	U32  uint32  `json:"u32"`
+	U64  uint64  `json:"u64"`
+	U    uint    `json:"u"`
+	F32  float32 `json:"f32"`
+	F64  float64 `json:"f64"`
 	Bare string
-	Col color  `json:"col"`
-	hid string // unexported: ignored
-	Skp string `json:"-"`
+	Col  color  `json:"col"`
+	hid  string // unexported: ignored
+	Skp  string `json:"-"`
 }
 
 type color string
@@ -50,7 +50,7 @@ type (
 		flat
 		X int `json:"x"`
 	}
-	custom struct{ V string }
+	custom    struct{ V string }
 	caseTwins struct {
 		A string `json:"name"`
 		B string `json:"Name"`
