@@ -35,6 +35,10 @@ type flat struct {
 
 type color string
 
+// hid is never set by either decoder (encoding/json ignores unexported
+// fields); same() compares it like every other field.
+var _ = flat{}.hid
+
 type (
 	nested struct {
 		A   string `json:"a"`
