@@ -38,7 +38,7 @@ var ErrUnknownOutcome = errors.New("redistransport: publish outcome unknown")
 // Its Data is copied into the pipeline, so the caller may reuse it at once.
 
 // maxFlushes is the number of coalesced pipelines in flight at once.
-const maxFlushes = 2
+const maxFlushes = 4
 
 // maxCoalesce bounds the events one leader takes (the rest wait for the
 // next flush).
