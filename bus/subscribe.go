@@ -303,10 +303,13 @@ func (b *Bus) handlerOf(g *group) replay.Handler {
 	}
 }
 
-// prepare decodes an envelope ahead of its handler call (see
-// replay.WithPrepare): the *envelope.Envelope, or the decoding error.
+// prepare decodes an envelope before its handler calls (see
+// replay.WithPrepare): the *envelope.Envelope, or the decoding error. The
+// follower runs it once per delivered event, and the Delivery's Data is the
+// bus's (transport.Delivery: it belongs to the receiver), so the envelope
+// is decoded in place rather than from a copy.
 func (b *Bus) prepare(d transport.Delivery) any {
-	e, err := b.dec.Decode(d.Data)
+	e, err := b.dec.DecodeOwned(d.Data)
 	if err != nil {
 		return err
 	}

@@ -61,9 +61,24 @@ func (d Decoder) Decode(b []byte) (*Envelope, error) {
 	// Data is a slice of it, so the Envelope shares no memory with b. Data's
 	// bytes are disjoint from every string's, so changing them changes no
 	// attribute.
-	buf := make([]byte, len(b))
-	copy(buf, b)
-	p := parser{s: unsafe.String(unsafe.SliceData(buf), len(buf)), buf: buf}
+	return d.DecodeOwned(append([]byte(nil), b...))
+}
+
+// DecodeOwned is Decode without the private copy, for a caller that owns b
+// and hands it over: the Envelope's attribute strings and Data point into
+// b, which must not be changed or reused afterwards, except through the
+// Envelope's Data (whose bytes are disjoint from every attribute's). It
+// saves an allocation and a copy of the input per envelope. On error the
+// caller keeps b.
+func (d Decoder) DecodeOwned(b []byte) (*Envelope, error) {
+	limit := d.MaxSize
+	if limit == 0 {
+		limit = DefaultMaxSize
+	}
+	if limit > 0 && len(b) > limit {
+		return nil, fieldErr("", ErrTooLarge, strconv.Itoa(len(b))+" bytes, limit "+strconv.Itoa(limit))
+	}
+	p := parser{s: unsafe.String(unsafe.SliceData(b), len(b)), buf: b}
 	e := new(Envelope)
 	if err := p.parse(e); err != nil {
 		return nil, err

@@ -81,6 +81,36 @@ func TestDecodeValid(t *testing.T) {
 	}
 }
 
+// DecodeOwned gives what Decode gives, reading the input in place: Data is
+// a slice of the input, and changing it through the Envelope changes no
+// attribute. Its size limit is Decode's.
+func TestDecodeOwned(t *testing.T) {
+	in := []byte(validJSON)
+	want, err := Decode(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decoder{}.DecodeOwned(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := diff(got, want); d != "" {
+		t.Fatal(d)
+	}
+	if &got.Data[0] != &in[strings.Index(validJSON, `{"id":"o-1"`)] {
+		t.Error("Data is not read in place")
+	}
+	for i := range got.Data {
+		got.Data[i] = 'x'
+	}
+	if got.ID != testID || got.Type != "order.placed" || got.Extensions["correlationid"] != "abc-123" {
+		t.Errorf("changing Data changed attributes: %+v", got)
+	}
+	if _, err := (Decoder{MaxSize: 100}).DecodeOwned([]byte(validJSON)); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("MaxSize 100: got %v, want ErrTooLarge", err)
+	}
+}
+
 // Inputs that are accepted although they are not what Encode writes.
 func TestDecodeLenient(t *testing.T) {
 	wsJSON := "\n{ \"specversion\" : \"1.0\" ,\n\t\"id\":\"" + testID + "\"\r\n,\"source\"\t:\"s\", \"type\" :\"order.placed\" ," +

@@ -9,13 +9,22 @@ import (
 	"testing"
 )
 
-// FuzzDecode checks that Decode never panics, returns only errors matching
-// a sentinel, and that whatever it accepts Encode writes and Decode reads
+// FuzzDecode checks that Decode never panics, that DecodeOwned gives the
+// same result, that errors match a sentinel, and that whatever it accepts Encode writes and Decode reads
 // back unchanged. Seeds live in testdata/fuzz/FuzzDecode.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(validJSON))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		e, err := Decode(in)
+		owned, oerr := Decoder{}.DecodeOwned(append([]byte(nil), in...))
+		if (err == nil) != (oerr == nil) || err != nil && err.Error() != oerr.Error() {
+			t.Fatalf("Decode: %v, DecodeOwned: %v\ninput %q", err, oerr, in)
+		}
+		if err == nil {
+			if d := diff(owned, e); d != "" {
+				t.Fatalf("DecodeOwned differs from Decode: %s\ninput %q", d, in)
+			}
+		}
 		if err != nil {
 			var fe *FieldError
 			if !errors.As(err, &fe) {

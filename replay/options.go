@@ -154,14 +154,16 @@ func WithPageSize(n int) Option {
 	}
 }
 
-// WithPrepare sets a function run on events ahead of their handler calls,
-// off the handler's goroutine: on events read from the backlog by the
-// goroutine that reads the next page while the handler works through the
-// current one, and on live frames by the goroutine that queues them for
-// their topic's handler; its result reaches the handler as
-// Delivery.Prepared. It suits pure work such as decoding: it must be safe
-// for concurrent use and not depend on earlier handler calls, and the
-// handler must do the work itself when Prepared is nil. Default: none.
+// WithPrepare sets a function run on each event before its handler calls,
+// its result reaching the handler as Delivery.Prepared (the same value on
+// every attempt); a live frame prepared and then found to be a duplicate
+// is dropped with its result. It runs off the handler's goroutine when it can:
+// on events read from the backlog, by the goroutine that reads the next
+// page while the handler works through the current one (until the handler
+// wants that page); on live frames, by the goroutine that queues them for
+// their topic. Otherwise it runs on the handler's goroutine just before the
+// first call. It suits pure work such as decoding: it must be safe for
+// concurrent use and not depend on earlier handler calls. Default: none.
 func WithPrepare(f func(transport.Delivery) any) Option {
 	return func(c *config) { c.prepare = f }
 }

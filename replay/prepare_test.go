@@ -11,75 +11,91 @@ import (
 	"github.com/durabus/durabus/transport"
 )
 
+// prepRecorder is a WithPrepare function (the event's position) and a
+// handler that checks each Prepared value against its event.
+type prepRecorder struct {
+	t     *testing.T
+	rec   *recorder
+	calls atomic.Int64
+	mu    sync.Mutex
+	seen  int // handler calls with a Prepared value
+}
+
+func (p *prepRecorder) prep(d transport.Delivery) any { p.calls.Add(1); return d.Position }
+
+func (p *prepRecorder) handle(ctx context.Context, d replay.Delivery) error {
+	if d.Prepared != nil {
+		if got := d.Prepared.(transport.Position); got != d.Position {
+			p.t.Errorf("seq %d: Prepared for %v", d.Position.Seq, got)
+		}
+		p.mu.Lock()
+		p.seen++
+		p.mu.Unlock()
+	}
+	return p.rec.handle(ctx, d)
+}
+
+// waitCalls waits up to 10 s for n prepare calls in all.
+func (p *prepRecorder) waitCalls(n int64) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for p.calls.Load() < n {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
 // A backlog of 10 pages read with WithPrepare: every event is delivered
-// once, in order, and every Prepared value that reaches the handler is the
-// one computed for that very event. The read-ahead prepares until the
-// worker takes its page: the handler holds the first page's last event
-// until the second page is prepared, so at least that page comes prepared.
+// once, in order, prepared, with the value computed for that very event.
+// The next page is prepared while the handler works: the handler holds the
+// first page's last event until 2 pages are prepared.
 func TestPreparedValuesBelongToTheirEventAndKeepOrder(t *testing.T) {
 	mem := newMem(t)
 	const n, page = 1000, 100
 	publish(t, mem, "t", n)
-	rec := newRecorder(t)
-	var mu sync.Mutex
-	prepared := 0
-	var prepCalls atomic.Int64
+	p := &prepRecorder{t: t, rec: newRecorder(t)}
+	ahead := true
 	h := func(ctx context.Context, d replay.Delivery) error {
-		if d.Position.Seq == page {
-			deadline := time.Now().Add(10 * time.Second)
-			for prepCalls.Load() < page && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
-			}
+		if d.Position.Seq == page && !p.waitCalls(2*page) {
+			ahead = false
 		}
-		if d.Prepared != nil {
-			if got := d.Prepared.(transport.Position); got != d.Position {
-				t.Errorf("seq %d: Prepared for %v", d.Position.Seq, got)
-			}
-			mu.Lock()
-			prepared++
-			mu.Unlock()
-		}
-		return rec.handle(ctx, d)
+		return p.handle(ctx, d)
 	}
-	prep := func(d transport.Delivery) any { prepCalls.Add(1); return d.Position }
 	f, err := replay.New(mem, h, append(fast, replay.WithTopics("t"), replay.WithStart(replay.Beginning()),
-		replay.WithPageSize(page), replay.WithPrepare(prep))...)
+		replay.WithPageSize(page), replay.WithPrepare(p.prep))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := run(t, f)
-	waitFor(t, "replay", func() bool { return rec.count("t") >= n })
+	waitFor(t, "replay", func() bool { return p.rec.count("t") >= n })
 	stop()
-	if err := contiguous(rec.seqs["t"], 1, n); err != nil {
+	if err := contiguous(p.rec.seqs["t"], 1, n); err != nil {
 		t.Error(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if prepared < page {
-		t.Errorf("%d of %d events came prepared, want at least the second page's %d", prepared, n, page)
+	if !ahead {
+		t.Error("the second page was not prepared while the handler held the first")
+	}
+	if p.seen != n || p.calls.Load() != n {
+		t.Errorf("%d of %d events came prepared, %d prepare calls; want each prepared once", p.seen, n, p.calls.Load())
 	}
 }
 
-// Live frames, published after the follower is ready, reach the
-// handler prepared (by the dispatching goroutine), each with its own value.
+// Live frames, published after the follower is ready, are prepared off the
+// handler's goroutine (by the dispatching one): the handler holds the
+// second event until the third is prepared.
 func TestLiveFramesArrivePrepared(t *testing.T) {
 	mem := newMem(t)
-	rec := newRecorder(t)
-	var mu sync.Mutex
-	prepared := 0
+	p := &prepRecorder{t: t, rec: newRecorder(t)}
+	ahead := true
 	h := func(ctx context.Context, d replay.Delivery) error {
-		if d.Prepared != nil {
-			if got := d.Prepared.(transport.Position); got != d.Position {
-				t.Errorf("seq %d: Prepared for %v", d.Position.Seq, got)
-			}
-			mu.Lock()
-			prepared++
-			mu.Unlock()
+		if d.Position.Seq == 2 && !p.waitCalls(3) {
+			ahead = false
 		}
-		return rec.handle(ctx, d)
+		return p.handle(ctx, d)
 	}
-	prep := func(d transport.Delivery) any { return d.Position }
-	f, err := replay.New(mem, h, append(fast, replay.WithTopics("t"), replay.WithPrepare(prep))...)
+	f, err := replay.New(mem, h, append(fast, replay.WithTopics("t"), replay.WithPrepare(p.prep))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,17 +104,19 @@ func TestLiveFramesArrivePrepared(t *testing.T) {
 	// The first event of an empty topic is read from the backlog (the
 	// cursor has no epoch yet); the rest continue it live.
 	publish(t, mem, "t", 1)
-	waitFor(t, "first event", func() bool { return rec.count("t") >= 1 })
+	waitFor(t, "first event", func() bool { return p.rec.count("t") >= 1 })
 	const n = 50
 	publish(t, mem, "t", n-1)
-	waitFor(t, "live events", func() bool { return rec.count("t") >= n })
+	waitFor(t, "live events", func() bool { return p.rec.count("t") >= n })
 	stop()
-	if err := contiguous(rec.seqs["t"], 1, n); err != nil {
+	if err := contiguous(p.rec.seqs["t"], 1, n); err != nil {
 		t.Error(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if prepared != n-1 {
-		t.Errorf("%d of %d live events came prepared, want all", prepared, n-1)
+	if !ahead {
+		t.Error("the third event was not prepared while the handler held the second")
+	}
+	// The first frame may be prepared and then delivered from the backlog.
+	if p.seen != n || p.calls.Load() < n {
+		t.Errorf("%d of %d events came prepared, %d prepare calls; want all prepared", p.seen, n, p.calls.Load())
 	}
 }

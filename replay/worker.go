@@ -393,6 +393,10 @@ func (w *worker) deliver(ctx, hctx context.Context, d Delivery) bool {
 	if ctx.Err() != nil {
 		return false
 	}
+	if d.Prepared == nil && w.f.cfg.prepare != nil {
+		// Not prepared ahead: prepare it now, once for all attempts.
+		d.Prepared = w.f.cfg.prepare(d.Delivery)
+	}
 	var bo *backoff.ExponentialBackOff
 	for attempt := 1; ; attempt++ {
 		err := call(hctx, w.f.h, d)
