@@ -222,10 +222,8 @@ func (t *Transport) appendPublish(ctx context.Context, p redis.Pipeliner, topic 
 	return c
 }
 
-func (t *Transport) scriptKeys(topic string) []string {
-	ch := t.channel(topic)
-	return []string{ch + ":log", ch + ":meta"}
-}
+// scriptKeys returns the scripts' KEYS of topic (shared: not to be changed).
+func (t *Transport) scriptKeys(topic string) []string { return t.state(topic).keys }
 
 func (t *Transport) scriptArgs(topic string, msgs []transport.Message, idx []int) []any {
 	idem := t.cfg.idemWindow > 0
@@ -234,10 +232,9 @@ func (t *Transport) scriptArgs(topic string, msgs []transport.Message, idx []int
 		n *= 2
 	}
 	args := make([]any, 0, 8+n)
-	pub := t.pubCmd()
-	ch := t.channel(topic)
-	args = append(args, ch, pub, t.cfg.maxLen, t.cfg.maxAge.Milliseconds(), salt(),
-		t.cfg.idemWindow.Milliseconds(), ch+":idem:", frameSize)
+	st := t.state(topic)
+	args = append(args, st.channel, t.pubCmd(), t.maxLenArg, t.cfg.maxAge.Milliseconds(), salt(),
+		t.cfg.idemWindow.Milliseconds(), st.idemKey, frameSize)
 	for _, i := range idx {
 		if idem {
 			args = append(args, msgs[i].ID)
@@ -256,25 +253,50 @@ func salt() string {
 	return hex.EncodeToString(b[:])
 }
 
+// topicState is what a transport keeps per topic it publishes to: when it
+// last indexed it, and its Redis names, built once rather than per publish.
+type topicState struct {
+	indexed atomic.Int64 // last ZADD to ns:topics, Unix ms; 0: due
+	keys    []string     // the scripts' KEYS: log, meta
+	channel any          // the channel name, boxed for go-redis's arguments
+	idemKey string       // prefix of the idempotency keys
+}
+
+// maxTopicStates bounds the per-topic states kept; beyond it they are all
+// dropped and rebuilt as topics are published to again (an extra ZADD per
+// topic), so a publisher to ever new topics keeps bounded memory.
+const maxTopicStates = 100_000
+
+// state returns topic's state, making it on first use.
+func (t *Transport) state(topic string) *topicState {
+	if v, ok := t.topics.Load(topic); ok {
+		return v.(*topicState)
+	}
+	ch := t.channel(topic)
+	st := &topicState{keys: []string{ch + ":log", ch + ":meta"}, channel: ch, idemKey: ch + ":idem:"}
+	if t.nTopics.Add(1) > maxTopicStates {
+		t.topics.Clear()
+		t.nTopics.Store(1)
+	}
+	v, _ := t.topics.LoadOrStore(topic, st)
+	return v.(*topicState)
+}
+
 // needsIndex reports whether topic's entry in ns:topics is due for a
 // refresh, and marks it refreshed.
 func (t *Transport) needsIndex(topic string, now int64) bool {
-	v, ok := t.indexed.Load(topic)
-	if !ok {
-		v, _ = t.indexed.LoadOrStore(topic, new(atomic.Int64))
-	}
-	last := v.(*atomic.Int64)
+	last := &t.state(topic).indexed
 	old := last.Load()
 	return now-old >= indexInterval.Milliseconds() && last.CompareAndSwap(old, now)
 }
 
-// indexDue is needsIndex without marking.
+// indexDue reports whether topic's entry in ns:topics is due for a refresh.
 func (t *Transport) indexDue(topic string, now int64) bool {
-	v, ok := t.indexed.Load(topic)
-	return !ok || now-v.(*atomic.Int64).Load() >= indexInterval.Milliseconds()
+	return now-t.state(topic).indexed.Load() >= indexInterval.Milliseconds()
 }
 
-func (t *Transport) forgetIndex(topic string) { t.indexed.Delete(topic) }
+// forgetIndex makes topic's entry in ns:topics due at once.
+func (t *Transport) forgetIndex(topic string) { t.state(topic).indexed.Store(0) }
 
 // Publish appends msg to its topic's backlog and publishes it live, in one
 // script call, and returns its position once Redis has executed it. When
@@ -319,8 +341,9 @@ func (t *Transport) publishSingle(ctx context.Context, msg transport.Message) (t
 // publishLean runs singleScript. ok is false, with no error and nothing
 // written, when the topic has no epoch yet: the full script must run.
 func (t *Transport) publishLean(ctx context.Context, msg transport.Message) (transport.Position, bool, error) {
-	keys := t.scriptKeys(msg.Topic)
-	args := []any{t.channel(msg.Topic), t.pubCmd(), t.cfg.maxLen, msg.Data}
+	st := t.state(msg.Topic)
+	keys := st.keys
+	args := []any{st.channel, t.pubCmd(), t.maxLenArg, msg.Data}
 	cmd := t.rdb.EvalSha(ctx, singleSHA, keys, args...)
 	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 		cmd = t.rdb.Eval(ctx, singleScript, keys, args...)

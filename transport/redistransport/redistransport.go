@@ -78,7 +78,9 @@ type Transport struct {
 	topicsKey    string
 	consumerBase string
 
-	indexed sync.Map // topic -> *atomic.Int64: last ZADD to ns:topics, Unix ms
+	topics    sync.Map // topic -> *topicState (publish.go)
+	nTopics   atomic.Int64
+	maxLenArg any // cfg.maxLen, boxed once for the scripts' arguments
 
 	w writer // coalesces concurrent Publish calls (coalesce.go)
 
@@ -145,6 +147,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Transport, error) {
 		log:          log,
 		topicsKey:    cfg.namespace + ":topics",
 		consumerBase: cfg.namespace + ":consumer:",
+		maxLenArg:    cfg.maxLen,
 		subs:         make(map[*subscription]struct{}),
 	}, nil
 }
