@@ -36,6 +36,7 @@ type Bus struct {
 	cfg config
 	log *slog.Logger
 	dec envelope.Decoder
+	src envelope.Option // WithSource(cfg.source), made once
 
 	mu        sync.Mutex
 	groups    map[string]*group
@@ -73,6 +74,7 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 		cfg:       cfg,
 		log:       log,
 		dec:       envelope.Decoder{MaxSize: cfg.maxSize},
+		src:       envelope.WithSource(cfg.source),
 		groups:    make(map[string]*group),
 		upcasters: make(map[string]map[int]Upcaster),
 		runErr:    make(chan error, 1),
@@ -176,7 +178,12 @@ func (b *Bus) envelope(ev Event, extra []envelope.Option) (*envelope.Envelope, e
 	if ev == nil {
 		return nil, errors.New("bus: publish of a nil event")
 	}
-	opts := append([]envelope.Option{envelope.WithSource(b.cfg.source), envelope.WithVersion(versionOf(ev))}, extra...)
+	var buf [4]envelope.Option // no allocation for the common case
+	opts := append(buf[:0], b.src)
+	if v := versionOf(ev); v != 1 { // 1 is the envelope's default
+		opts = append(opts, envelope.WithVersion(v))
+	}
+	opts = append(opts, extra...)
 	e, err := envelope.New(ev.EventType(), ev, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("bus: event %q: %w", ev.EventType(), err)
