@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/durabus/durabus/internal/benchkit"
+	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport"
 )
 
@@ -30,7 +31,8 @@ func init() {
 work done by hand with go-redis, in the same run: Publish from 1 and 16
 goroutines against a raw EVALSHA of INCR+XADD+PUBLISH, PublishBatch of 100
 against 100 pipelined raw EVALSHAs, live delivery into a typed handler
-against a raw Pub/Sub receive, replay of the backlog against raw XRANGE
+against a raw Pub/Sub receive (fed by raw PUBLISH both, and once more with
+durabus's publisher in the same process), replay of the backlog against raw XRANGE
 paging, and publish → handler latency at 5 000 events/s. Events carry a
 256-byte payload. On a terminal, stderr shows which case is running. Each round runs every case once; the table gives medians
 and the median ratio over the rounds.
@@ -100,7 +102,8 @@ func runBench(ctx context.Context, e *env, opts any, args []string) error {
 		{"Publish, 1 goroutine (events/s)", "pub1", "raw1", false},
 		{"Publish, 16 goroutines (events/s)", "pub16", "raw16", false},
 		{"PublishBatch of 100 (events/s)", "batch", "rawpipe", false},
-		{"live delivery, typed handler (events/s)", "live", "rawlive", false},
+		{"live delivery, typed handler (events/s)", "fedlive", "rawlive", false},
+		{"live delivery with the publisher (events/s)", "live", "rawlive", false},
 		{"replay, typed handler (events/s)", "replay", "xrange", false},
 		{"latency p50 at 5 000/s (µs)", "lat50", "rawlat50", true},
 		{"latency p99 at 5 000/s (µs)", "lat99", "rawlat99", true},
@@ -239,6 +242,12 @@ func (b *benchRun) live(m map[string]float64) error {
 		return err
 	}
 	m["live"] = float64(n) / time.Since(start).Seconds()
+	// The receive side alone: frames as PublishBatch sends them, by raw
+	// PUBLISH, as the raw case is fed.
+	fed := b.topic("fedlive")
+	if m["fedlive"], err = benchkit.FedLive(b.ctx, b.c.rdb, b.c.tr, b.subscribe, b.ns+":{"+fed+"}", fed, b.msgs, n, 1000, replay.DefaultInboxSize); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
 	ch := b.ns + ":{" + b.topic("rawlive") + "}"
 	if m["rawlive"], err = benchkit.RawLive(b.ctx, b.c.rdb, ch, b.raw, n); err != nil {
 		return fmt.Errorf("bench: %w", err)

@@ -15,7 +15,7 @@ func TestBenchRunsEveryCaseAndCleansUp(t *testing.T) {
 	srv := redistest.Start(t)
 	out := ok(t, "", "--redis", redisURL(srv), "bench", "--rounds", "1", "--duration", "20ms", "--events", "1000")
 	for _, c := range []string{"Publish, 1 goroutine", "Publish, 16 goroutines", "PublishBatch of 100",
-		"live delivery", "replay", "latency p50", "latency p99"} {
+		"live delivery, typed handler", "live delivery with the publisher", "replay", "latency p50", "latency p99"} {
 		if !strings.Contains(out, c) {
 			t.Errorf("output lacks %q:\n%s", c, out)
 		}
