@@ -3,7 +3,8 @@
 //
 // A Decoder for a struct type whose exported fields are all strings,
 // booleans, integers or floats (no embedded fields, no ",string" option, no
-// type implementing json.Unmarshaler or encoding.TextUnmarshaler) reads an
+// json.Number, no type implementing json.Unmarshaler or
+// encoding.TextUnmarshaler) reads an
 // object whose keys match the field names exactly and whose values are
 // plain literals of the field's kind: strings without escapes, integers
 // within range, JSON numbers for floats, true/false, null. Anything else —
@@ -64,6 +65,7 @@ func (d *Decoder[T]) Unmarshal(data []byte, v *T) error {
 }
 
 var (
+	numberType          = reflect.TypeFor[json.Number]()
 	unmarshalerType     = reflect.TypeFor[json.Unmarshaler]()
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
@@ -119,6 +121,9 @@ func plan(t reflect.Type) []field {
 			reflect.Float32, reflect.Float64:
 		default:
 			return nil
+		}
+		if sf.Type == numberType {
+			return nil // a string that encoding/json checks as a number literal
 		}
 		if decodesItself(sf.Type) || seen[strings.ToLower(name)] {
 			// Two names equal but for case: encoding/json's matching of

@@ -62,6 +62,9 @@ type (
 	oddTag struct {
 		A string `json:"a-b"`
 	}
+	withNumber struct {
+		N json.Number `json:"n"`
+	}
 )
 
 func (c *custom) UnmarshalJSON(b []byte) error { c.V = "custom:" + string(b); return nil }
@@ -80,6 +83,7 @@ func TestPlan(t *testing.T) {
 		{"UnmarshalJSON", !flatjson.For[custom]().Fast()},
 		{"names equal but for case", !flatjson.For[caseTwins]().Fast()},
 		{"tag name with punctuation", !flatjson.For[oddTag]().Fast()},
+		{"json.Number", !flatjson.For[withNumber]().Fast()},
 		{"not a struct", !flatjson.For[map[string]int]().Fast()},
 	} {
 		if !c.fast {
@@ -125,7 +129,7 @@ var cases = []string{
 	`{"b":false}`, `{"b":true,"b":false}`, `{"b":tru}`, `{"b":"true"}`, `{"b":0}`,
 	`{"N":1}`, `{"S":"upper"}`, `{"Bare":"x"}`, `{"bare":"folded"}`, `{"BARE":"x"}`,
 	`{"hid":"x"}`, `{"Skp":"x"}`, `{"-":"x"}`, `{"unknown":1,"n":2}`, `{"unknown":[1,{"a":2}],"n":2}`,
-	`{"col":"red"}`, `{"n\u0000":1}`, `{"\u006e":5}`,
+	`{"col":"red"}`, `{"n\u0000":1}`, `{"\u006e":5}`, `{"n":"abc"}`, `{"n":""}`, `{"n":"12"}`,
 	`{"n":1,"t":2,"s":"` + strings.Repeat("x", 256) + `"}`,
 }
 
@@ -135,6 +139,7 @@ func TestMatchesEncodingJSON(t *testing.T) {
 		same[struct{}](t, in)
 		same[nested](t, in)
 		same[custom](t, in)
+		same[withNumber](t, in)
 	}
 }
 
