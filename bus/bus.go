@@ -250,7 +250,9 @@ func (b *Bus) Upcast(eventType string, from int, fn Upcaster) error {
 }
 
 func (b *Bus) upcast(m *Message, to int) (json.RawMessage, error) {
-	data := m.Data
+	// The chain gets a copy: an upcaster that edits its input in place
+	// must not change the message that retries and dead letters see.
+	data := append(json.RawMessage(nil), m.Data...)
 	b.mu.Lock()
 	chain := b.upcasters[m.Type]
 	b.mu.Unlock()

@@ -22,7 +22,9 @@ type Versioned interface {
 }
 
 // Message is an event as a handler sees it: the decoded envelope and where
-// it sits in its topic.
+// it sits in its topic. Every attempt at an event (retries by the bus or by
+// middleware) shares one Message: handlers and middleware read it and must
+// not modify it, Data's bytes included (copy first).
 type Message struct {
 	*envelope.Envelope
 	// Topic is the topic the event was published to.

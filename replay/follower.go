@@ -402,7 +402,7 @@ func (f *Follower) dispatch(ctx, hctx context.Context, sub transport.Subscriptio
 				if f.cfg.prepare != nil && !w.catching.Load() && w.inbox.room() {
 					// Decoded here, off the handler's goroutine, unless
 					// the frame is likely to be dropped or a duplicate.
-					d.Prepared = f.cfg.prepare(ev.Delivery)
+					d.Prepared = f.prepare(ev.Delivery)
 				}
 				if !w.inbox.push(d) {
 					f.c.overflows.Add(1)
@@ -480,6 +480,18 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// prepare runs the WithPrepare function on d; a panic becomes its result,
+// as a *PanicError, which the handler gets as Delivery.Prepared (it must
+// not crash the goroutine that reads for every topic).
+func (f *Follower) prepare(d transport.Delivery) (v any) {
+	defer func() {
+		if r := recover(); r != nil {
+			v = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return f.cfg.prepare(d)
 }
 
 // call runs h, turning a panic into a *PanicError.

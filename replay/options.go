@@ -163,7 +163,8 @@ func WithPageSize(n int) Option {
 // wants that page); on live frames, by the goroutine that queues them for
 // their topic. Otherwise it runs on the handler's goroutine just before the
 // first call. It suits pure work such as decoding: it must be safe for
-// concurrent use and not depend on earlier handler calls. Default: none.
+// concurrent use and not depend on earlier handler calls. A panic in it
+// becomes the event's Prepared value, a *PanicError. Default: none.
 func WithPrepare(f func(transport.Delivery) any) Option {
 	return func(c *config) { c.prepare = f }
 }

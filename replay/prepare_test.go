@@ -120,3 +120,49 @@ func TestLiveFramesArrivePrepared(t *testing.T) {
 		t.Errorf("%d of %d events came prepared, %d prepare calls; want all prepared", p.seen, n, p.calls.Load())
 	}
 }
+
+// A panic in the prepare function, on whichever goroutine it runs, reaches
+// the handler as a *PanicError and stops nothing: the other events arrive.
+func TestPreparePanicBecomesTheEventsPreparedValue(t *testing.T) {
+	mem := newMem(t)
+	const n, page = 300, 100
+	publish(t, mem, "t", n)
+	rec := newRecorder(t)
+	var mu sync.Mutex
+	panicked := map[uint64]bool{}
+	prep := func(d transport.Delivery) any {
+		if d.Position.Seq%50 == 0 {
+			panic("bad input")
+		}
+		return d.Position
+	}
+	h := func(ctx context.Context, d replay.Delivery) error {
+		if pe, ok := d.Prepared.(*replay.PanicError); ok {
+			if pe.Value != "bad input" {
+				t.Errorf("seq %d: panic value %v", d.Position.Seq, pe.Value)
+			}
+			mu.Lock()
+			panicked[d.Position.Seq] = true
+			mu.Unlock()
+		}
+		return rec.handle(ctx, d)
+	}
+	f, err := replay.New(mem, h, append(fast, replay.WithTopics("t"), replay.WithStart(replay.Beginning()),
+		replay.WithPageSize(page), replay.WithPrepare(prep))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, f)
+	waitFor(t, "replay", func() bool { return rec.count("t") >= n })
+	publish(t, mem, "t", 100) // live: seq 350 and 400 panic on the dispatching goroutine
+	waitFor(t, "live", func() bool { return rec.count("t") >= n+100 })
+	stop()
+	if err := contiguous(rec.seqs["t"], 1, n+100); err != nil {
+		t.Error(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(panicked) != (n+100)/50 {
+		t.Errorf("handler saw %d panics as Prepared, want %d: %v", len(panicked), (n+100)/50, panicked)
+	}
+}

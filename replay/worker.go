@@ -238,7 +238,7 @@ func (w *worker) readAhead(ctx context.Context, from transport.Position) *pageAh
 	go func() {
 		defer close(a.done)
 		a.page, a.err = w.f.tr.Range(ctx, w.topic, from, w.f.cfg.pageSize)
-		if prep := w.f.cfg.prepare; prep != nil && a.err == nil {
+		if w.f.cfg.prepare != nil && a.err == nil {
 			a.prepared = make([]any, len(a.page.Events))
 			for i, d := range a.page.Events {
 				if a.taken.Load() {
@@ -247,7 +247,7 @@ func (w *worker) readAhead(ctx context.Context, from transport.Position) *pageAh
 				if d.Position.Epoch == "" {
 					d.Position.Epoch = a.page.Epoch
 				}
-				a.prepared[i] = prep(d)
+				a.prepared[i] = w.f.prepare(d)
 			}
 		}
 	}()
@@ -271,6 +271,7 @@ func (a *pageAhead) take(cursor transport.Position) (transport.Page, []any, bool
 
 func (a *pageAhead) wait() {
 	if a != nil {
+		a.taken.Store(true) // stop preparing what nobody will take
 		<-a.done
 	}
 }
@@ -395,7 +396,7 @@ func (w *worker) deliver(ctx, hctx context.Context, d Delivery) bool {
 	}
 	if d.Prepared == nil && w.f.cfg.prepare != nil {
 		// Not prepared ahead: prepare it now, once for all attempts.
-		d.Prepared = w.f.cfg.prepare(d.Delivery)
+		d.Prepared = w.f.prepare(d.Delivery)
 	}
 	var bo *backoff.ExponentialBackOff
 	for attempt := 1; ; attempt++ {
