@@ -92,3 +92,28 @@ func TestWithoutIdempotencyRetryIsDetectable(t *testing.T) {
 	}
 	t.Logf("reply lost, go-redis retried: envelope %s at seq %v and %v; a follower dedupes by id", id0, seq0, seq1)
 }
+
+// With the window on, an id repeated within one PublishBatch is written
+// once, and both get its position; publishing it again later returns that
+// position too.
+func TestIdempotencyWithinOneBatch(t *testing.T) {
+	srv := redistest.Start(t)
+	tr := newTransport(t, srv.Client(t), redistransport.WithIdempotency(time.Minute))
+	ctx := testCtx(t)
+	e0, e1 := message("batch", 0), message("batch", 1)
+	pos, err := tr.PublishBatch(ctx, []transport.Message{e0, e1, e0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos[0] != pos[2] || pos[0].Seq != 1 || pos[1].Seq != 2 {
+		t.Fatalf("positions %v: want e0 at seq 1 twice, e1 at seq 2", pos)
+	}
+	logKey, _, _ := tr.Keys("batch")
+	if n := srv.Client(t).XLen(ctx, logKey).Val(); n != 2 {
+		t.Fatalf("log holds %d entries, want 2", n)
+	}
+	again, err := tr.Publish(ctx, e0)
+	if err != nil || again != pos[0] {
+		t.Fatalf("publishing e0 again: %v, %v; want %v", again, err, pos[0])
+	}
+}

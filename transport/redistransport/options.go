@@ -88,7 +88,8 @@ func WithMaxSize(n int) Option { return func(c *config) { c.maxSize = n } }
 
 // WithIdempotency turns on the idempotency window: publishing a Message
 // whose non-empty ID was already published to the same topic less than d ago
-// writes nothing and returns the first position. It costs one key
+// writes nothing and returns the first position (within one PublishBatch
+// too: a repeated ID is written once). It costs one key
 // ns:{T}:idem:<id> per event for d (about 150 bytes each). Default 0: off.
 // At least 1 ms.
 func WithIdempotency(d time.Duration) Option { return func(c *config) { c.idemWindow = d } }

@@ -67,12 +67,13 @@ local frames = {}
 local parts, size, first, count = {''}, 0, 0, 0
 local wrote = false
 local keep = {}
+local seen = {} -- ids written by this call: a repeat within it is a duplicate too
 for i = 9, #ARGV, stride do
   local id, env
   if stride == 2 then id = ARGV[i]; env = ARGV[i + 1] else env = ARGV[i] end
   local prev = false
   if stride == 2 and id ~= '' then
-    prev = redis.call('GET', ARGV[7] .. id)
+    prev = seen[id] or redis.call('GET', ARGV[7] .. id)
   end
   if prev then
     local e, s, x = string.match(prev, '^(%S+) (%d+) (%S+)$')
@@ -92,7 +93,9 @@ for i = 9, #ARGV, stride do
       out[#out + 1] = epoch; out[#out + 1] = seq; out[#out + 1] = sid
     end
     if stride == 2 and id ~= '' then
-      keep[#keep + 1] = id; keep[#keep + 1] = epoch .. ' ' .. seq .. ' ' .. sid
+      local v = epoch .. ' ' .. seq .. ' ' .. sid
+      keep[#keep + 1] = id; keep[#keep + 1] = v
+      seen[id] = v
     end
     local rec = sid .. ' ' .. #env .. '\n'
     if count > 0 and size + #rec + #env > frameMax then
