@@ -132,7 +132,7 @@ func drawPanel(img *image.RGBA, r image.Rectangle, p panel) {
 	}
 	lo, hi = lo-pad, hi+pad
 	step := niceStep(ymax*1.1, 5)
-	ytop := math.Ceil(ymax*1.1/step) * step
+	ytop := math.Max(math.Ceil(ymax*1.1/step)*step, step) // all zero: one step
 	px := func(x float64) int {
 		return area.Min.X + int(math.Round((math.Log10(x)-lo)/(hi-lo)*float64(area.Dx())))
 	}
