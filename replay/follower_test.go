@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -574,5 +575,57 @@ func TestNewOnlyIncludesWhatWasPublishedWhileTheHeadWasRead(t *testing.T) {
 	waitFor(t, "the new events", func() bool { return rec.last("t") == 5 })
 	if got := rec.seqs["t"]; fmt.Sprint(got) != "[4 5]" {
 		t.Errorf("delivered %v, want [4 5]", got)
+	}
+}
+
+// rangeLimits is a transport that records the limit of every Range call.
+type rangeLimits struct {
+	transport.Transport
+	mu     sync.Mutex
+	limits []int
+}
+
+func (r *rangeLimits) Range(ctx context.Context, topic string, after transport.Position, limit int) (transport.Page, error) {
+	r.mu.Lock()
+	r.limits = append(r.limits, limit)
+	r.mu.Unlock()
+	return r.Transport.Range(ctx, topic, after, limit)
+}
+
+// Large events are read in smaller pages: about 4 MiB per page whatever
+// the page size, so the page handled and the one read ahead stay bounded.
+func TestLargeEventsAreReadInPagesOfBoundedBytes(t *testing.T) {
+	mem := newMem(t)
+	const n, size = 300, 32 << 10
+	pad := strings.Repeat("x", size)
+	for i := range n {
+		now := time.Now().UTC()
+		data := fmt.Appendf(nil, `{"specversion":"1.0","id":"big-%d","source":"test","type":"t","version":1,"time":%q,"data":%q}`,
+			i, now.Format(time.RFC3339Nano), pad)
+		if _, err := mem.Publish(context.Background(), transport.Message{Topic: "t", ID: fmt.Sprint(i), Time: now, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr := &rangeLimits{Transport: mem}
+	rec := newRecorder(t)
+	f, err := replay.New(tr, rec.handle, append(fast, replay.WithTopics("t"), replay.WithStart(replay.Beginning()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, f)
+	waitFor(t, "replay", func() bool { return rec.count("t") >= n })
+	stop()
+	if err := contiguous(rec.seqs["t"], 1, n); err != nil {
+		t.Error(err)
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for _, l := range tr.limits {
+		if l*size > 5<<20 {
+			t.Fatalf("a Range asked for %d events of %d bytes (limits %v)", l, size, tr.limits)
+		}
+	}
+	if len(tr.limits) < n*size/(5<<20) {
+		t.Fatalf("only %d Range calls for %d MiB: %v", len(tr.limits), n*size>>20, tr.limits)
 	}
 }

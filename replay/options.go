@@ -144,7 +144,10 @@ func WithCheckpointEvery(n int, d time.Duration) Option {
 	}
 }
 
-// WithPageSize sets how many events one backlog read fetches. Default 1024.
+// WithPageSize sets how many events one backlog read fetches at most.
+// Fewer are asked for when the topic's events are large, so that a page
+// holds about 4 MiB (a worker holds the page it handles and the next one);
+// a worker's first read asks for 64 to learn their size. Default 1024.
 func WithPageSize(n int) Option {
 	return func(c *config) {
 		if n < 1 || n > 100_000 {

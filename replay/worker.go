@@ -34,6 +34,7 @@ type worker struct {
 	cursor     transport.Position
 	epochReset bool               // cursor was reset by a new epoch: seq 1 is expected next
 	lastHead   transport.Position // head seen at the previous head check
+	avgSize    int                // average event size of the last backlog page
 
 	mu    sync.Mutex // guards shown and head, read by Stats
 	shown transport.Position
@@ -159,10 +160,11 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 	var ahead *pageAhead
 	defer func() { ahead.wait() }()
 	for {
-		page, prepared, ok := ahead.take(w.cursor)
+		page, prepared, count, ok := ahead.take(w.cursor)
 		var err error
 		if !ok {
-			page, err = w.f.tr.Range(ctx, w.topic, w.cursor, w.f.cfg.pageSize)
+			count = w.pageCount()
+			page, err = w.f.tr.Range(ctx, w.topic, w.cursor, count)
 		}
 		ahead = nil
 		if errors.Is(err, transport.ErrUnknownTopic) {
@@ -179,7 +181,7 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 			continue
 		}
 		if page.Epoch != "" && w.cursor.Epoch != "" && page.Epoch != w.cursor.Epoch {
-			if next, ok := w.sameLog(ctx, page.Epoch); ok {
+			if next, ok := w.sameLog(ctx, page.Epoch, count); ok {
 				// A new epoch over the same log (its meta hash was lost
 				// and remade): nothing was lost, go on after the cursor.
 				w.f.log.Warn("durabus: topic's epoch changed but its log goes on", "topic", w.topic, "old", w.cursor.Epoch, "new", page.Epoch)
@@ -191,12 +193,13 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 				w.epochReset = true
 			}
 		}
-		if n := len(page.Events); n == w.f.cfg.pageSize {
+		w.notePage(page)
+		if n := len(page.Events); n == count {
 			last := page.Events[n-1].Position
 			if last.Epoch == "" {
 				last.Epoch = page.Epoch
 			}
-			ahead = w.readAhead(ctx, last)
+			ahead = w.readAhead(ctx, last, w.pageCount())
 		}
 		for i, d := range page.Events {
 			if d.Position.Epoch == "" {
@@ -211,7 +214,7 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 				return false
 			}
 		}
-		if len(page.Events) < w.f.cfg.pageSize {
+		if len(page.Events) < count {
 			w.f.c.repairs.Add(1)
 			return true
 		}
@@ -222,6 +225,7 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 // worker's; the worker waits for it before it reads again or returns.
 type pageAhead struct {
 	from     transport.Position
+	count    int // events asked for
 	done     chan struct{}
 	page     transport.Page
 	prepared []any // WithPrepare's results, one per event of page
@@ -233,11 +237,11 @@ type pageAhead struct {
 }
 
 // readAhead starts reading the page after from.
-func (w *worker) readAhead(ctx context.Context, from transport.Position) *pageAhead {
-	a := &pageAhead{from: from, done: make(chan struct{})}
+func (w *worker) readAhead(ctx context.Context, from transport.Position, count int) *pageAhead {
+	a := &pageAhead{from: from, count: count, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
-		a.page, a.err = w.f.tr.Range(ctx, w.topic, from, w.f.cfg.pageSize)
+		a.page, a.err = w.f.tr.Range(ctx, w.topic, from, count)
 		if w.f.cfg.prepare != nil && a.err == nil {
 			a.prepared = make([]any, len(a.page.Events))
 			for i, d := range a.page.Events {
@@ -257,16 +261,49 @@ func (w *worker) readAhead(ctx context.Context, from transport.Position) *pageAh
 // take waits for the page; ok is false when there is none, when it was read
 // after another position than cursor, or when the read failed (the caller
 // reads again, and reports what fails then).
-func (a *pageAhead) take(cursor transport.Position) (transport.Page, []any, bool) {
+func (a *pageAhead) take(cursor transport.Position) (transport.Page, []any, int, bool) {
 	if a == nil {
-		return transport.Page{}, nil, false
+		return transport.Page{}, nil, 0, false
 	}
 	a.taken.Store(true)
 	<-a.done
 	if a.err != nil || a.from != cursor {
-		return transport.Page{}, nil, false
+		return transport.Page{}, nil, 0, false
 	}
-	return a.page, a.prepared, true
+	return a.page, a.prepared, a.count, true
+}
+
+// pageBytes bounds the bytes of one backlog page: a worker reads fewer
+// events per page when they are large (see pageCount), so that the page it
+// handles and the one it reads ahead hold about 2 × pageBytes, not
+// 2 × WithPageSize × the largest event.
+const pageBytes = 4 << 20
+
+// firstPage is the size of a worker's first backlog read, before it knows
+// how large its topic's events are.
+const firstPage = 64
+
+// pageCount is how many events the next backlog read asks for: the page
+// size, or fewer when the events of the last page averaged more than
+// pageBytes / page size (firstPage before any page was read).
+func (w *worker) pageCount() int {
+	if w.avgSize <= 0 {
+		// Sizes unknown yet: a small first page shows them.
+		return min(w.f.cfg.pageSize, firstPage)
+	}
+	return max(1, min(w.f.cfg.pageSize, pageBytes/w.avgSize))
+}
+
+// notePage records the average event size of a page read.
+func (w *worker) notePage(p transport.Page) {
+	if len(p.Events) == 0 {
+		return
+	}
+	total := 0
+	for _, d := range p.Events {
+		total += len(d.Data)
+	}
+	w.avgSize = max(1, total/len(p.Events))
 }
 
 func (a *pageAhead) wait() {
@@ -279,12 +316,12 @@ func (a *pageAhead) wait() {
 // sameLog reports whether the log of the new epoch is the cursor's log
 // going on: the entry after the cursor's backlog id carries the next seq.
 // It returns that page of the log.
-func (w *worker) sameLog(ctx context.Context, epoch string) (transport.Page, bool) {
+func (w *worker) sameLog(ctx context.Context, epoch string, count int) (transport.Page, bool) {
 	c := w.cursor
 	if c.ID == "" {
 		return transport.Page{}, false
 	}
-	page, err := w.f.tr.Range(ctx, w.topic, transport.Position{Epoch: epoch, Seq: c.Seq, ID: c.ID}, w.f.cfg.pageSize)
+	page, err := w.f.tr.Range(ctx, w.topic, transport.Position{Epoch: epoch, Seq: c.Seq, ID: c.ID}, count)
 	if err != nil || page.Epoch != epoch || len(page.Events) == 0 || page.Events[0].Position.Seq != c.Seq+1 {
 		return transport.Page{}, false
 	}
