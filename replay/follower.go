@@ -399,9 +399,11 @@ func (f *Follower) dispatch(ctx, hctx context.Context, sub transport.Subscriptio
 					w = f.worker(ctx, hctx, ev.Delivery.Topic, saved, true, wg)
 				}
 				d := Delivery{Delivery: ev.Delivery}
-				if f.cfg.prepare != nil && !w.catching.Load() && w.inbox.room() {
-					// Decoded here, off the handler's goroutine, unless
-					// the frame is likely to be dropped or a duplicate.
+				if f.cfg.prepare != nil && !w.catching.Load() && w.inbox.backlogged() {
+					// The worker is busy: prepare the frame here, off its
+					// goroutine. An idle worker prepares its frames itself
+					// (in parallel with other topics' workers), and frames
+					// likely to be dropped or duplicates are not prepared.
 					d.Prepared = f.prepare(ev.Delivery)
 				}
 				if !w.inbox.push(d) {

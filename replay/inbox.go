@@ -32,11 +32,13 @@ func (in *inbox) push(d Delivery) bool {
 	return true
 }
 
-// room reports whether push would find room now.
-func (in *inbox) room() bool {
+// backlogged reports whether frames are queued and push would still find
+// room: the worker is busy and the next frame will wait for it.
+func (in *inbox) backlogged() bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return len(in.q)-in.head < in.max
+	n := len(in.q) - in.head
+	return n > 0 && n < in.max
 }
 
 // pop takes the oldest frame.

@@ -163,8 +163,8 @@ func WithPageSize(n int) Option {
 // is dropped with its result. It runs off the handler's goroutine when it can:
 // on events read from the backlog, by the goroutine that reads the next
 // page while the handler works through the current one (until the handler
-// wants that page); on live frames, by the goroutine that queues them for
-// their topic. Otherwise it runs on the handler's goroutine just before the
+// wants that page); on live frames that queue behind a busy handler, by the
+// goroutine that queues them for their topic. Otherwise it runs on the handler's goroutine just before the
 // first call. It suits pure work such as decoding: it must be safe for
 // concurrent use and not depend on earlier handler calls. A panic in it
 // becomes the event's Prepared value, a *PanicError. Default: none.

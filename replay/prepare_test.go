@@ -18,10 +18,34 @@ type prepRecorder struct {
 	rec   *recorder
 	calls atomic.Int64
 	mu    sync.Mutex
-	seen  int // handler calls with a Prepared value
+	seen  int    // handler calls with a Prepared value
+	last  uint64 // highest seq prepared
 }
 
-func (p *prepRecorder) prep(d transport.Delivery) any { p.calls.Add(1); return d.Position }
+func (p *prepRecorder) prep(d transport.Delivery) any {
+	p.calls.Add(1)
+	p.mu.Lock()
+	p.last = max(p.last, d.Position.Seq)
+	p.mu.Unlock()
+	return d.Position
+}
+
+// waitSeq waits up to 10 s for seq to be prepared.
+func (p *prepRecorder) waitSeq(seq uint64) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.mu.Lock()
+		last := p.last
+		p.mu.Unlock()
+		if last >= seq {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 func (p *prepRecorder) handle(ctx context.Context, d replay.Delivery) error {
 	if d.Prepared != nil {
@@ -82,15 +106,16 @@ func TestPreparedValuesBelongToTheirEventAndKeepOrder(t *testing.T) {
 	}
 }
 
-// Live frames, published after the follower is ready, are prepared off the
-// handler's goroutine (by the dispatching one): the handler holds the
-// second event until the third is prepared.
+// Live frames, published after the follower is ready, that queue behind a
+// busy handler are prepared off its goroutine (by the dispatching one): the
+// handler holds the second event until the fourth is prepared (the third
+// found the queue empty).
 func TestLiveFramesArrivePrepared(t *testing.T) {
 	mem := newMem(t)
 	p := &prepRecorder{t: t, rec: newRecorder(t)}
 	ahead := true
 	h := func(ctx context.Context, d replay.Delivery) error {
-		if d.Position.Seq == 2 && !p.waitCalls(3) {
+		if d.Position.Seq == 2 && !p.waitSeq(4) {
 			ahead = false
 		}
 		return p.handle(ctx, d)
@@ -113,7 +138,7 @@ func TestLiveFramesArrivePrepared(t *testing.T) {
 		t.Error(err)
 	}
 	if !ahead {
-		t.Error("the third event was not prepared while the handler held the second")
+		t.Error("the fourth event was not prepared while the handler held the second")
 	}
 	// The first frame may be prepared and then delivered from the backlog.
 	if p.seen != n || p.calls.Load() < n {
