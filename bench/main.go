@@ -244,7 +244,12 @@ func table(w io.Writer, all []metrics, haveJS bool) {
 				mark = okMark(rq >= r.target)
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | **%.2f ×** (%.2f–%.2f) | %s | %s |\n",
+		format := "| %s | %s | %s | %s | **%.2f ×** (%.2f–%.2f) | %s | %s |\n"
+		if r.target > 0 && fmt.Sprintf("%.2f", rq) == fmt.Sprintf("%.2f", r.target) {
+			// Two decimals would hide which side of the target it is on.
+			format = "| %s | %s | %s | %s | **%.3f ×** (%.2f–%.2f) | %s | %s |\n"
+		}
+		fmt.Fprintf(w, format,
 			r.label, figure(ours, r.unit), r.baseLabel, figure(base, r.unit), rq, slices.Min(ratio), slices.Max(ratio), target, mark)
 	}
 }
