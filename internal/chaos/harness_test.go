@@ -193,8 +193,10 @@ func (s *inprocSub) reconnects() uint64 {
 	return n
 }
 
-// sampleHeap records the peak HeapInuse of the test process.
+// sampleHeap records the peak HeapInuse of the test process. It collects
+// first, so that a run does not count the garbage of the run before it.
 func (e *env) sampleHeap(ctx context.Context) {
+	runtime.GC()
 	var ms runtime.MemStats
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
