@@ -5,14 +5,17 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/durabus/durabus/transport"
 )
 
 // parseFrame parses a live frame of topic (see "Live frames" in the package
 // doc). It returns the events it could read; err is set when the frame, or
-// its tail, is not in the format. Each Delivery.Data is its own part of s,
-// which must be the payload go-redis has just read (see replyBytes).
+// its tail, is not in the format. Each event is copied out of s into a
+// buffer of its own, which holds its stream id and its Data, and the epoch
+// is copied once per frame: what a receiver keeps of one event (a Position,
+// strings of its envelope) holds that event's bytes, not the whole frame.
 func parseFrame(topic, s string, out []transport.Delivery) ([]transport.Delivery, error) {
 	header, rest, ok := strings.Cut(s, "\n")
 	if !ok || !strings.HasPrefix(header, "v1 ") {
@@ -22,7 +25,7 @@ func parseFrame(topic, s string, out []transport.Delivery) ([]transport.Delivery
 	if len(f) != 3 || f[0] == "" || strings.Contains(f[0], ":") {
 		return out, errors.New("redistransport: frame header: want \"v1 <epoch> <seq> <count>\"")
 	}
-	epoch := f[0]
+	epoch := strings.Clone(f[0])
 	seq, err1 := strconv.ParseUint(f[1], 10, 64)
 	count, err2 := strconv.ParseUint(f[2], 10, 32)
 	if err1 != nil || err2 != nil || seq == 0 || count == 0 || count-1 > math.MaxUint64-seq {
@@ -41,10 +44,15 @@ func parseFrame(topic, s string, out []transport.Delivery) ([]transport.Delivery
 		if uint64(len(tail)) < n {
 			return out, errors.New("redistransport: frame truncated: envelope shorter than its length")
 		}
+		// One allocation: the id, then the envelope (Data belongs to the
+		// receiver, who may change it; the id's bytes are apart).
+		buf := make([]byte, len(id)+int(n))
+		copy(buf, id)
+		copy(buf[len(id):], tail[:n])
 		out = append(out, transport.Delivery{
 			Topic:    topic,
-			Position: transport.Position{Epoch: epoch, Seq: seq + i, ID: id},
-			Data:     replyBytes(tail[:n]),
+			Position: transport.Position{Epoch: epoch, Seq: seq + i, ID: unsafe.String(&buf[0], len(id))},
+			Data:     buf[len(id):len(buf):len(buf)],
 		})
 		rest = tail[n:]
 	}
