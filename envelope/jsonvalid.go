@@ -150,9 +150,7 @@ func scanString(b []byte, i int) (int, bool) {
 			}
 		case c < 0x20:
 			return i, false
-		case c < utf8.RuneSelf:
-			i++
-		default:
+		default: // not ASCII (Special stops at nothing else)
 			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size == 1 {
 				return i, false
