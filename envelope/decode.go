@@ -50,18 +50,26 @@ func Decode(b []byte) (*Envelope, error) { return Decoder{}.Decode(b) }
 // (json.RawMessage("null")), and its absence leaves Data nil. Nesting in
 // data is limited by encoding/json (10 000 levels); no recursion is used.
 func (d Decoder) Decode(b []byte) (*Envelope, error) {
-	limit := d.MaxSize
-	if limit == 0 {
-		limit = DefaultMaxSize
-	}
-	if limit > 0 && len(b) > limit {
-		return nil, fieldErr("", ErrTooLarge, strconv.Itoa(len(b))+" bytes, limit "+strconv.Itoa(limit))
+	if err := d.checkSize(len(b)); err != nil {
+		return nil, err // before copying it
 	}
 	// One private copy of b: attribute strings are substrings of it and
 	// Data is a slice of it, so the Envelope shares no memory with b. Data's
 	// bytes are disjoint from every string's, so changing them changes no
 	// attribute.
 	return d.DecodeOwned(append([]byte(nil), b...))
+}
+
+// checkSize refuses an input of n bytes larger than MaxSize.
+func (d Decoder) checkSize(n int) error {
+	limit := d.MaxSize
+	if limit == 0 {
+		limit = DefaultMaxSize
+	}
+	if limit > 0 && n > limit {
+		return fieldErr("", ErrTooLarge, strconv.Itoa(n)+" bytes, limit "+strconv.Itoa(limit))
+	}
+	return nil
 }
 
 // DecodeOwned is Decode without the private copy, for a caller that owns b
@@ -71,12 +79,8 @@ func (d Decoder) Decode(b []byte) (*Envelope, error) {
 // saves an allocation and a copy of the input per envelope. On error the
 // caller keeps b.
 func (d Decoder) DecodeOwned(b []byte) (*Envelope, error) {
-	limit := d.MaxSize
-	if limit == 0 {
-		limit = DefaultMaxSize
-	}
-	if limit > 0 && len(b) > limit {
-		return nil, fieldErr("", ErrTooLarge, strconv.Itoa(len(b))+" bytes, limit "+strconv.Itoa(limit))
+	if err := d.checkSize(len(b)); err != nil {
+		return nil, err
 	}
 	p := parser{s: unsafe.String(unsafe.SliceData(b), len(b)), buf: b}
 	e := new(Envelope)
