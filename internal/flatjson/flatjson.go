@@ -20,7 +20,6 @@ package flatjson
 import (
 	"encoding"
 	"encoding/json"
-	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -40,6 +39,7 @@ type field struct {
 	name   string
 	offset uintptr
 	kind   reflect.Kind
+	size   uintptr // bytes of the field's value
 }
 
 // For returns the Decoder of T, with a fast path when T qualifies (see the
@@ -131,7 +131,7 @@ func plan(t reflect.Type) []field {
 			return nil
 		}
 		seen[strings.ToLower(name)] = true
-		fields = append(fields, field{name: name, offset: sf.Offset, kind: sf.Type.Kind()})
+		fields = append(fields, field{name: name, offset: sf.Offset, kind: sf.Type.Kind(), size: sf.Type.Size()})
 	}
 	return fields
 }
@@ -176,7 +176,7 @@ func decode(b []byte, p unsafe.Pointer, fields []field) bool {
 			return false
 		}
 		i = skipSpace(b, i+1)
-		if i, ok = value(b, i, unsafe.Add(p, f.offset), f.kind); !ok {
+		if i, ok = value(b, i, unsafe.Add(p, f.offset), f.kind, f.size); !ok {
 			return false
 		}
 		i = skipSpace(b, i)
@@ -235,9 +235,9 @@ func plainString(b []byte, i int) (s []byte, next int, ok bool) {
 	}
 }
 
-// value decodes the literal at b[i] into the field at p of kind k and
-// returns the index after it.
-func value(b []byte, i int, p unsafe.Pointer, k reflect.Kind) (int, bool) {
+// value decodes the literal at b[i] into the field at p of kind k and size
+// bytes, and returns the index after it.
+func value(b []byte, i int, p unsafe.Pointer, k reflect.Kind, size uintptr) (int, bool) {
 	if i >= len(b) {
 		return 0, false
 	}
@@ -280,31 +280,17 @@ func value(b []byte, i int, p unsafe.Pointer, k reflect.Kind) (int, bool) {
 		if !integer {
 			return 0, false
 		}
-		n, err := strconv.ParseInt(text, 10, 64)
+		n, err := strconv.ParseInt(text, 10, 8*int(size)) // out of the field's range: an error
 		if err != nil {
 			return 0, false
 		}
-		switch k {
-		case reflect.Int8:
-			if n < math.MinInt8 || n > math.MaxInt8 {
-				return 0, false
-			}
+		switch size {
+		case 1:
 			*(*int8)(p) = int8(n)
-		case reflect.Int16:
-			if n < math.MinInt16 || n > math.MaxInt16 {
-				return 0, false
-			}
+		case 2:
 			*(*int16)(p) = int16(n)
-		case reflect.Int32:
-			if n < math.MinInt32 || n > math.MaxInt32 {
-				return 0, false
-			}
+		case 4:
 			*(*int32)(p) = int32(n)
-		case reflect.Int:
-			if n < math.MinInt || n > math.MaxInt {
-				return 0, false
-			}
-			*(*int)(p) = int(n)
 		default:
 			*(*int64)(p) = n
 		}
@@ -312,31 +298,17 @@ func value(b []byte, i int, p unsafe.Pointer, k reflect.Kind) (int, bool) {
 		if !integer {
 			return 0, false
 		}
-		n, err := strconv.ParseUint(text, 10, 64)
+		n, err := strconv.ParseUint(text, 10, 8*int(size))
 		if err != nil {
 			return 0, false
 		}
-		switch k {
-		case reflect.Uint8:
-			if n > math.MaxUint8 {
-				return 0, false
-			}
+		switch size {
+		case 1:
 			*(*uint8)(p) = uint8(n)
-		case reflect.Uint16:
-			if n > math.MaxUint16 {
-				return 0, false
-			}
+		case 2:
 			*(*uint16)(p) = uint16(n)
-		case reflect.Uint32:
-			if n > math.MaxUint32 {
-				return 0, false
-			}
+		case 4:
 			*(*uint32)(p) = uint32(n)
-		case reflect.Uint:
-			if n > math.MaxUint {
-				return 0, false
-			}
-			*(*uint)(p) = uint(n)
 		default:
 			*(*uint64)(p) = n
 		}
