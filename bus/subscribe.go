@@ -278,15 +278,17 @@ func (b *Bus) handlerOf(g *group) replay.Handler {
 	})
 	h := Chain(route, b.cfg.mw...)
 	return func(ctx context.Context, d replay.Delivery) error {
+		prepared := d.Prepared
+		if prepared == nil { // the follower prepares every event; this is for other callers
+			prepared = b.prepare(d.Delivery)
+		}
 		var e *envelope.Envelope
 		var err error
-		switch p := d.Prepared.(type) {
+		switch p := prepared.(type) {
 		case *envelope.Envelope:
 			e = p
 		case error:
 			err = p
-		default:
-			e, err = b.dec.Decode(d.Data)
 		}
 		if err != nil {
 			err = undecodable(d, err)
@@ -334,8 +336,11 @@ func (c *msgCtx) Value(key any) any {
 	return c.Context.Value(key)
 }
 
+// decode is prepare for the callers that need a Message at once (the
+// Events iterator, Requeue): the Delivery's Data is theirs, decoded in
+// place.
 func (b *Bus) decode(d replay.Delivery) (*Message, error) {
-	e, err := b.dec.Decode(d.Data)
+	e, err := b.dec.DecodeOwned(d.Data)
 	if err != nil {
 		return nil, undecodable(d, err)
 	}
