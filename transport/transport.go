@@ -114,6 +114,23 @@ type Delivery struct {
 	Position Position
 	// Data is the encoded envelope. It belongs to the receiver.
 	Data []byte
+	// Rollback, when set, makes this Delivery a marker found in the
+	// backlog rather than an event: Data is nil, Position.ID is the
+	// marker's place in the log and Position.Seq the topic's last seq when
+	// the marker was written. Only Range returns markers.
+	Rollback *Rollback
+}
+
+// Rollback is a marker a publisher writes into a topic's log when the back
+// end handed out again seqs that the publisher had already seen
+// acknowledged in the same epoch (a crash that lost writes, a failover to a
+// lagging replica): the events first acknowledged at seqs From..To
+// (inclusive) of Epoch are gone, and the events that now carry those seqs
+// are others. Receivers report the part of that range they had not
+// already reported.
+type Rollback struct {
+	Epoch    string
+	From, To uint64
 }
 
 // Page is the result of Range.
