@@ -17,6 +17,34 @@
 // and [StartProxy] puts an in-process toxiproxy between a client and any
 // address to inject network faults (black hole, reset, latency, bandwidth).
 //
+// Fixtures for process and replication faults, all on real servers:
+//
+//   - [Server.Pause] and [Server.Resume]: SIGSTOP and SIGCONT by PID;
+//     [Server.Paused] and [Server.Running] report the process state.
+//   - [StartReplica] starts a replica of a server and waits until it is in
+//     sync ([Server.WaitInSync]); [Server.PauseReplication] makes it lag
+//     behind acknowledged writes with its link still up, and
+//     [Server.ResumeReplication] lets it catch up.
+//   - [StartSentinels] starts redis-server --sentinel processes monitoring a
+//     master, for redis.NewFailoverClient ([Sentinels.FailoverClient]);
+//     [Sentinels.WaitFailover] waits until they have promoted a replica
+//     after the master was killed or paused.
+//   - [Server.SetMaxMemory] and [Server.FillMemory]: maxmemory, its policy,
+//     and filling up to it.
+//   - [WithAOFEverySec], [Server.MarkAOF] and [Server.CrashToMark] emulate a
+//     host crash that loses the acknowledged writes of the last moments;
+//     [Server.Snapshot], Kill and Restart do the same for an RDB-only server.
+//
+// A failover to a lagging replica:
+//
+//	master := redistest.Start(t)
+//	replica := redistest.StartReplica(t, master)
+//	sentinels := redistest.StartSentinels(t, master, 1)
+//	rdb := sentinels.FailoverClient(t)
+//	replica.PauseReplication(t) // writes from now on are lost by the failover
+//	master.Kill(t)
+//	sentinels.WaitFailover(t, master.Addr()) // == replica.Addr()
+//
 // redis-server must be on PATH; when it is missing the test fails with a
 // message saying how to install it. Tests do not skip.
 //

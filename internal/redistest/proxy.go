@@ -33,14 +33,23 @@ type Proxy struct {
 // closes all its connections.
 func StartProxy(t testing.TB, upstream string) *Proxy {
 	t.Helper()
+	p, err := newProxy(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.tp.Stop)
+	return p
+}
+
+// newProxy starts a proxy like StartProxy; the caller stops it (p.tp.Stop).
+func newProxy(upstream string) (*Proxy, error) {
 	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
 	name := fmt.Sprintf("redistest-%d", proxySeq.Add(1))
 	tp := toxiproxy.NewProxy(srv, name, "127.0.0.1:0", upstream)
 	if err := tp.Start(); err != nil {
-		t.Fatalf("redistest: start proxy to %s: %v", upstream, err)
+		return nil, fmt.Errorf("redistest: start proxy to %s: %w", upstream, err)
 	}
-	t.Cleanup(tp.Stop)
-	return &Proxy{tp: tp, addr: tp.Listen}
+	return &Proxy{tp: tp, addr: tp.Listen}, nil
 }
 
 // Addr returns the proxy's listen address, "127.0.0.1:PORT"; point clients

@@ -44,6 +44,21 @@ type config struct {
 	acl      []string
 	args     []string
 	cluster  bool
+
+	fsync     string        // appendfsync with aof: "always" when empty
+	replicaOf string        // "127.0.0.1:PORT" to replicate at start, or ""
+	sentinel  *sentinelConf // non-nil: run as redis-server --sentinel
+}
+
+// clone returns a copy of c that shares no slices with it.
+func (c config) clone() config {
+	c.acl = append([]string(nil), c.acl...)
+	c.args = append([]string(nil), c.args...)
+	if c.sentinel != nil {
+		sc := *c.sentinel
+		c.sentinel = &sc
+	}
+	return c
 }
 
 // WithAOF turns on the append-only file with appendfsync always, so every
@@ -80,8 +95,14 @@ type Server struct {
 	dir  string
 	port int // fixed once Start returns; Restart reuses it
 
-	mu   sync.Mutex
-	proc *process // current or most recent process; nil before the first launch
+	mu     sync.Mutex
+	proc   *process // current or most recent process; nil before the first launch
+	paused bool     // sent SIGSTOP by Pause and not yet SIGCONT; guarded by mu
+
+	owner testing.TB // the test that started the server; owns its helpers
+
+	linkMu sync.Mutex // guards link
+	link   *replLink  // proxy between this replica and its master; see PauseReplication
 }
 
 // process is one run of redis-server.
@@ -111,7 +132,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatalf("redis-server not found on PATH: install it with `sudo apt-get install -y redis-server` (or run `make test`, which does)")
 	}
-	s := &Server{bin: bin, dir: t.TempDir()}
+	s := &Server{bin: bin, dir: t.TempDir(), owner: t}
 	for _, o := range opts {
 		o(&s.cfg)
 	}
@@ -163,7 +184,8 @@ func (s *Server) PID() int {
 	return s.proc.os.Pid
 }
 
-// Running reports whether the redis-server process is alive.
+// Running reports whether the redis-server process is alive, also while
+// [Server.Pause] has stopped it.
 func (s *Server) Running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -231,6 +253,11 @@ func (s *Server) stop(sig syscall.Signal) error {
 	}
 	// Signal fails only if the process is already gone, which done reports.
 	_ = p.os.Signal(sig)
+	if sig != syscall.SIGKILL {
+		// A process stopped by Pause acts on SIGTERM only once it runs again.
+		_ = p.os.Signal(syscall.SIGCONT)
+	}
+	s.paused = false
 	select {
 	case <-p.done:
 		return nil
@@ -258,6 +285,7 @@ func (s *Server) launchAndWait() error {
 		return err
 	}
 	s.proc = p
+	s.paused = false
 	err = s.waitReady(p)
 	if err != nil && !p.exited() {
 		_ = p.os.Kill()
@@ -282,6 +310,9 @@ func (s *Server) launch() (*process, error) {
 		}
 		defer out.Close()
 		args := append([]string{s.confPath()}, s.cfg.args...)
+		if s.cfg.sentinel != nil {
+			args = append(args, "--sentinel")
+		}
 		cmd := exec.Command(s.bin, args...)
 		cmd.Dir = s.dir
 		cmd.Stdout, cmd.Stderr = out, out
@@ -375,12 +406,36 @@ func (s *Server) writeConfig() error {
 	line("daemonize no")
 	line("dir %s", quote(s.dir))
 	line("logfile %s", quote(s.logPath()))
+	if s.cfg.sentinel != nil {
+		// Sentinel rewrites this file with its state; Restart keeps it.
+		s.cfg.sentinel.write(line)
+		return os.WriteFile(s.confPath(), []byte(b.String()), 0o600)
+	}
 	line("save %s", quote(""))
 	if s.cfg.aof {
+		fsync := s.cfg.fsync
+		if fsync == "" {
+			fsync = "always"
+		}
 		line("appendonly yes")
-		line("appendfsync always")
+		line("appendfsync %s", fsync)
+		if fsync != "always" {
+			// CrashToMark needs the incr file MarkAOF named to stay the last one.
+			line("auto-aof-rewrite-percentage 0")
+			line("aof-load-truncated yes")
+		}
 	} else {
 		line("appendonly no")
+	}
+	// A replica's full sync starts at once instead of after 5 s (the
+	// default waits for more replicas to share one diskless transfer).
+	line("repl-diskless-sync-delay 0")
+	if s.cfg.replicaOf != "" {
+		host, port, _ := net.SplitHostPort(s.cfg.replicaOf)
+		line("replicaof %s %s", host, port)
+		if s.cfg.password != "" {
+			line("masterauth %s", quote(s.cfg.password))
+		}
 	}
 	if s.cfg.password != "" {
 		line("requirepass %s", quote(s.cfg.password))
