@@ -45,20 +45,33 @@ func TestChatLateJoinerGetsHistoryAndReturningUserGetsWhatHeMissed(t *testing.T)
 
 func TestChatUserSeesWhatWasSaidBeforeTheyJoined(t *testing.T) {
 	url := "redis://" + redistest.Start(t).Addr()
-	chatFor := func(user, typed string) string {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	// chatFor runs the chat as user, typing typed, until its screen shows
+	// want (or a deadline generous enough for a loaded machine passes),
+	// then leaves as Ctrl-C would.
+	chatFor := func(user, typed, want string) string {
+		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		stdin, w := io.Pipe() // stays open, like a terminal
 		t.Cleanup(func() { w.Close() })
 		go io.WriteString(w, typed)
 		var out syncBuffer
-		if err := run(ctx, []string{"--redis", url, "--user", user}, stdin, &out); err != nil {
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, []string{"--redis", url, "--user", user}, stdin, &out) }()
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(out.String(), want) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
 			t.Fatalf("%s: %v", user, err)
 		}
 		return out.String()
 	}
-	chatFor("alice", "anyone here?\n")
-	if got := chatFor("bob", ""); !strings.Contains(got, "alice: anyone here?") {
+	// alice's own line on her screen: it was posted.
+	if got := chatFor("alice", "anyone here?\n", "alice: anyone here?"); !strings.Contains(got, "alice: anyone here?") {
+		t.Fatalf("alice's screen:\n%s\nwant her own line", got)
+	}
+	if got := chatFor("bob", "", "alice: anyone here?"); !strings.Contains(got, "alice: anyone here?") {
 		t.Errorf("bob's screen:\n%s\nwant alice's earlier line", got)
 	}
 }

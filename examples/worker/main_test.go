@@ -16,17 +16,20 @@ import (
 
 func TestWorkerKilledWithSIGKILLResumesFromItsCheckpointAndLosesNoJob(t *testing.T) {
 	const jobs = 300
+	// Build first, outside the deadline: on a loaded machine the build
+	// alone can take half a minute.
+	bin := filepath.Join(t.TempDir(), "worker")
+	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
 	url := "redis://" + redistest.Start(t).Addr()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// A generous bound on the whole run (about a second when idle), so
+	// that a hung worker fails the test rather than the package's timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
 	if err := run(ctx, []string{"--redis", url, "--enqueue", fmt.Sprint(jobs), "--work=false"}, &out); err != nil {
 		t.Fatalf("enqueue: %v", err)
-	}
-
-	bin := filepath.Join(t.TempDir(), "worker")
-	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
 	}
 	// work runs the worker process until stop says so, then kills it with
 	// SIGKILL (no checkpoint flush) and returns every seq it printed and the

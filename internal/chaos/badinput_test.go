@@ -147,12 +147,16 @@ func (f *badFixture) raw(topic string, data []byte) uint64 {
 	return uint64(seq)
 }
 
+// waitTimeout bounds every wait for a condition: generous, for a loaded
+// 2-core machine running -race.
+const waitTimeout = 60 * time.Second
+
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 30 s waiting for %s", what)
+			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -518,7 +522,14 @@ func TestPanickingAndHangingHandlers(t *testing.T) {
 		}
 	}
 	count := func(topic string) int { mu.Lock(); defer mu.Unlock(); return len(got[topic]) }
-	time.Sleep(200 * time.Millisecond) // subscribed (NewOnly)
+	// Both buses start NewOnly: publish only once they are subscribed.
+	readyCtx, cancelReady := context.WithTimeout(ctx, waitTimeout)
+	defer cancelReady()
+	for _, b := range []*bus.Bus{b1, b2} {
+		if err := b.Ready(readyCtx); err != nil {
+			t.Fatalf("subscriber not ready after %v: %v", waitTimeout, err)
+		}
+	}
 	publish("hang.a", 1)
 	publish("hang.a", -1) // panics twice, then handled
 	publish("hang.a", 2)
@@ -545,6 +556,7 @@ func TestPanickingAndHangingHandlers(t *testing.T) {
 	}
 	waitUntil(t, "hang.a to go on while hang.b hangs", func() bool { return count("hang.a") == 13 })
 	waitUntil(t, "hang.c to go on after dead-lettering", func() bool { return count("hang.c") == 2 })
+	waitUntil(t, "hang.b to handle its first event", func() bool { return count("hang.b") >= 1 })
 	if n := count("hang.b"); n != 1 {
 		t.Errorf("hang.b handled %d events behind its hung one, want 1 (the topic waits)", n)
 	}

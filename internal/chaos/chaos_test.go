@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/durabus/durabus/transport"
 )
 
 var (
@@ -128,10 +130,12 @@ var (
 		}}
 	trimming = scenario{name: "trim-stopped-subscriber", maxLen: 500, expectLoss: true, gap: [2]time.Duration{2 * time.Second, 3 * time.Second},
 		episode: func(e *env, _ *rand.Rand) {
-			// 4 s away at 250 events/s per topic: about 1 000 per topic
-			// published, retention 500 (MAXLEN ~).
+			// Stopped (SIGTERM: it saves its checkpoint on the way out)
+			// until retention (500, MAXLEN ~) has trimmed every topic's
+			// log past its checkpoint: about 2.5 s at 250 events/s per
+			// topic, longer on a loaded machine.
 			e.child.kill(syscall.SIGTERM)
-			time.Sleep(4 * time.Second)
+			e.waitTrimmedPastCheckpoint()
 			e.child.start()
 		}}
 	mixedFaults = []scenario{clientKill, restartTerm, restartKill, blackhole, latency, resetPeer, bandwidth, durableKill, publisherBreak}
@@ -220,11 +224,15 @@ func runScenario(t *testing.T, s scenario, d time.Duration) *runReport {
 	// call t.Fatal).
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 0))
-	time.Sleep(300 * time.Millisecond)
+	// No fault before every subscriber is ready (subscribed; the durable
+	// one with its position saved): the time this takes on a loaded
+	// machine does not count against the fault's duration.
+	e.waitReady()
 	faults := 0
 	if s.episode != nil {
 		deadline := time.Now().Add(d)
 		for time.Now().Before(deadline) {
+			e.waitReady() // a restarted durable child, too
 			s.episode(e, rng)
 			faults++
 			e.healed(ctx, &bg)
@@ -298,6 +306,51 @@ func runScenario(t *testing.T, s scenario, d time.Duration) *runReport {
 	}
 	r.notes = append(r.notes, "seed "+strconv.FormatUint(seed, 10))
 	return r
+}
+
+// waitTrimmedPastCheckpoint waits until the oldest entry of every topic's
+// log lies beyond the durable consumer's saved checkpoint plus one, so
+// that a restart from that checkpoint must find events gone.
+func (e *env) waitTrimmedPastCheckpoint() {
+	e.t.Helper()
+	ctx := context.Background()
+	cps, err := e.admin.HGetAll(ctx, checkpointKey).Result()
+	if err != nil {
+		e.t.Fatalf("read %s: %v", checkpointKey, err)
+	}
+	cursor := map[string]uint64{}
+	for _, tp := range topics {
+		pos, err := transport.ParsePosition(cps[tp])
+		if err != nil {
+			e.t.Fatalf("%s: checkpoint of %s %q: %v", checkpointKey, tp, cps[tp], err)
+		}
+		cursor[tp] = pos.Seq
+	}
+	const timeout = 2 * time.Minute
+	deadline := time.Now().Add(timeout)
+	for {
+		oldest := map[string]uint64{}
+		trimmed := true
+		for _, tp := range topics {
+			first, err := e.admin.XRangeN(ctx, "durabus:{"+tp+"}:log", "-", "+", 1).Result()
+			if err != nil {
+				e.t.Fatalf("read the oldest entry of %s: %v", tp, err)
+			}
+			if len(first) == 1 {
+				oldest[tp], _ = strconv.ParseUint(fmt.Sprint(first[0].Values["seq"]), 10, 64)
+			}
+			if oldest[tp] <= cursor[tp]+1 {
+				trimmed = false
+			}
+		}
+		if trimmed {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the logs were not trimmed past the stopped subscriber's checkpoint within %v: checkpoints %v, oldest %v", timeout, cursor, oldest)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func judge(t *testing.T, s scenario, v verdict) {

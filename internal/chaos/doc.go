@@ -11,6 +11,12 @@
 // delivery is recorded; a checker then counts lost, unexpected, duplicated
 // and reordered events per subscriber and prints one table per run.
 //
+// No fault starts before every subscriber is ready: subscribed (its bus
+// Ready) and, for the durable one, its position saved in Redis (its
+// checkpoint hash holds every topic). The harness waits for conditions
+// with generous deadlines, never for a fixed time before asserting, so
+// that it passes on a loaded 2-core machine running -race.
+//
 //	go test ./internal/chaos                          # bounded run (a few seconds per fault)
 //	go test -v -run TestChaos ./internal/chaos -chaos.duration=50s   # make chaos
 package chaos

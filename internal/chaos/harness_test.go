@@ -219,8 +219,8 @@ func (e *env) sampleHeap(ctx context.Context) {
 // The durable subscriber runs as a child process: the test binary run
 // again with childEnv set. It writes one line per event handled
 // ("D <k> <topic> <epoch> <seq>"), per loss ("L <topic> <epoch> <from>
-// <to>") and per reconnect ("R"), unbuffered, so a SIGKILL loses nothing
-// that was handled.
+// <to>") and per reconnect ("R"), and "READY" once its bus is Ready,
+// unbuffered, so a SIGKILL loses nothing that was handled.
 const childEnv = "DURABUS_CHAOS_CHILD"
 
 func init() {
@@ -289,6 +289,14 @@ func runChild(spec string) int {
 	}
 	ctx, stop := signalContext()
 	defer stop()
+	go func() {
+		// "READY": subscribed on every topic with its start position
+		// resolved. The harness starts no fault before it (and, for the
+		// first incarnation, before the checkpoint hash holds every topic).
+		if b.Ready(ctx) == nil {
+			_ = line("READY")
+		}
+	}()
 	if err := b.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -326,6 +334,7 @@ type childSub struct {
 	off        int64
 	partial    string
 	reconnects uint64
+	readyInc   int // the last incarnation that wrote "READY"
 	tailMu     sync.Mutex
 }
 
@@ -338,6 +347,10 @@ func (e *env) startChild() *childSub {
 }
 
 func (c *childSub) start() {
+	// Read what the previous incarnation (stopped by now) wrote while it
+	// is still the current one: its last lines must not be counted as
+	// the next one's.
+	c.tail()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -439,6 +452,8 @@ func (c *childSub) tail() {
 		switch {
 		case len(fs) == 1 && fs[0] == "R":
 			c.reconnects++
+		case len(fs) == 1 && fs[0] == "READY":
+			c.readyInc = inc
 		case len(fs) == 5 && fs[0] == "L":
 			from, _ := strconv.ParseUint(fs[3], 10, 64)
 			to, _ := strconv.ParseUint(fs[4], 10, 64)
@@ -450,6 +465,80 @@ func (c *childSub) tail() {
 		default:
 			c.e.t.Errorf("durable child wrote %q", l)
 		}
+	}
+}
+
+// readyTimeout bounds every wait for a subscriber to become ready: long,
+// since a loaded 2-core machine running -race can take seconds to start
+// the child process and subscribe.
+const readyTimeout = 90 * time.Second
+
+// checkpointKey is the durable child's checkpoint hash.
+const checkpointKey = "durabus:consumer:chaos-durable"
+
+// isReady reports whether the current incarnation wrote "READY".
+func (c *childSub) isReady() bool {
+	c.tail()
+	inc := c.incarnation()
+	c.tailMu.Lock()
+	defer c.tailMu.Unlock()
+	return c.readyInc == inc
+}
+
+// positionSaved reports whether the checkpoint hash holds every topic
+// the child follows.
+func (c *childSub) positionSaved() (bool, error) {
+	cps, err := c.e.admin.HGetAll(context.Background(), checkpointKey).Result()
+	if err != nil {
+		return false, err
+	}
+	for _, tp := range topics {
+		if _, ok := cps[tp]; !ok {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// waitReady waits until the running incarnation of the child is ready:
+// subscribed (its bus Ready) and its position saved in Redis (the
+// checkpoint hash holds every topic). A fault that stops or kills it
+// before then would test nothing: with no saved position a restart
+// begins afresh and has nothing to report.
+func (c *childSub) waitReady() {
+	c.e.t.Helper()
+	deadline := time.Now().Add(readyTimeout)
+	var lastErr error
+	for {
+		ready := c.isReady()
+		saved := false
+		if ready {
+			saved, lastErr = c.positionSaved()
+		}
+		if ready && saved {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.e.t.Fatalf("durable child (incarnation %d) not ready after %v: Ready %v, every topic in %s %v (last error: %v)",
+				c.incarnation(), readyTimeout, ready, checkpointKey, saved, lastErr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitReady waits until every subscriber is ready (see childSub.waitReady).
+// Every fault episode starts with it.
+func (e *env) waitReady() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	for _, s := range e.inproc {
+		if err := s.b.Ready(ctx); err != nil {
+			e.t.Fatalf("%s subscriber not ready after %v: %v", s.name, readyTimeout, err)
+		}
+	}
+	if e.child != nil {
+		e.child.waitReady()
 	}
 }
 
