@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 
@@ -67,7 +66,7 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 	}
 	log := cfg.logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.Default()
 	}
 	return &Bus{
 		tr:        tr,
@@ -277,6 +276,14 @@ func (b *Bus) isClosed() bool {
 
 func (b *Bus) report(err error) {
 	b.log.Warn("durabus: bus", "err", err)
+	if b.cfg.onError != nil {
+		b.cfg.onError(err)
+	}
+}
+
+// followerError passes a follower's error to WithOnError; the follower
+// has logged it already (once).
+func (b *Bus) followerError(err error) {
 	if b.cfg.onError != nil {
 		b.cfg.onError(err)
 	}

@@ -49,7 +49,7 @@ func start(t testing.TB, b *bus.Bus) {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := b.Ready(ctx); err != nil {
 		t.Fatalf("Ready: %v", err)
@@ -58,7 +58,7 @@ func start(t testing.TB, b *bus.Bus) {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // generous: the machine may be loaded
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -68,7 +68,7 @@ func (b *Bus) Events(ctx context.Context, pattern string, opts ...SubscribeOptio
 			replay.WithStart(sc.start),
 			replay.WithLogger(b.log),
 			replay.WithOnLoss(func(e *replay.LossError) { send(item{err: e}) }),
-			replay.WithOnError(b.report),
+			replay.WithOnError(b.followerError),
 			replay.WithDrainTimeout(0),
 		}, b.cfg.followerOps...)
 		if transport.IsPattern(pattern) {

@@ -98,7 +98,12 @@ func WithOnError(f func(error)) Option { return func(c *config) { c.onError = f 
 // subscription needed them. Losses are also logged at error level.
 func WithOnLoss(f func(*replay.LossError)) Option { return func(c *config) { c.onLoss = f } }
 
-// WithLogger sets the logger. Default: silent.
+// WithLogger sets the logger of the bus and its followers. Each failure is
+// logged once: losses at error level, handler panics at error level with
+// their stack, other trouble (handler errors, reconnects, undecodable
+// events) at warn level. Default: slog.Default(), so that a loss or a
+// panic is never invisible; pass a logger with a discarding handler to
+// silence it.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithMaxEventSize bounds the size of an encoded event, on publish and on

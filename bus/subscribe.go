@@ -227,7 +227,7 @@ func (b *Bus) startLocked(g *group) error {
 	opts := append([]replay.Option{
 		replay.WithStart(g.start),
 		replay.WithLogger(b.log),
-		replay.WithOnError(b.report),
+		replay.WithOnError(b.followerError),
 		replay.WithOnLoss(b.lost),
 		replay.WithPrepare(b.prepare),
 	}, b.cfg.followerOps...)

@@ -78,7 +78,7 @@ func (c *checkpointer) save(ctx context.Context) {
 	c.n = 0
 	c.mu.Unlock()
 
-	if err := c.f.tr.SaveCheckpoints(ctx, c.f.cfg.consumer, batch); err != nil {
+	if err := c.f.saveCheckpoints(ctx, batch); err != nil {
 		if ctx.Err() == nil {
 			c.f.report(fmt.Errorf("replay: save checkpoints of consumer %q: %w", c.f.cfg.consumer, err))
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime/debug"
 	"sort"
@@ -86,6 +85,12 @@ type Follower struct {
 	// moment NewOnly means, should the head not be readable at once.
 	subscribedAt time.Time
 
+	holder string                // this follower's id in its consumer's lease
+	lease  atomic.Pointer[lease] // the current term's lease, nil when not owned
+	// vanished are the topics whose checkpoint was lost (checkVanished);
+	// set before the workers start.
+	vanished map[string]bool
+
 	mu      sync.Mutex
 	workers map[string]*worker
 	order   []*worker // in creation order, for the head-check rotation
@@ -112,11 +117,12 @@ func New(tr transport.Transport, h Handler, opts ...Option) (*Follower, error) {
 	}
 	log := cfg.logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.Default()
 	}
 	f := &Follower{tr: tr, h: h, cfg: cfg, log: log, workers: make(map[string]*worker), ready: make(chan struct{})}
 	if cfg.consumer != "" {
 		f.cp = newCheckpointer(f)
+		f.holder = holderID()
 	}
 	return f, nil
 }
@@ -125,26 +131,62 @@ func New(tr transport.Transport, h Handler, opts ...Option) (*Follower, error) {
 // the drain timeout), saves the last checkpoints of a durable consumer and
 // returns nil. It returns an error early only when the transport is closed.
 // A Follower runs once.
+//
+// A durable follower on a transport that implements transport.Owner first
+// takes the lease on its consumer: while another process holds it, Run
+// waits as a standby (logged once, and reported through WithOnError as a
+// *transport.HeldError) and takes over when that lease lapses or is
+// released. When it loses the lease itself (not renewed in time, for
+// example after the process was paused, or taken over), it stops handling
+// before the lease can have lapsed in the back end, and goes back to
+// standby.
 func (f *Follower) Run(ctx context.Context) error {
 	if !f.ran.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
 	}
+	for {
+		lost, err := f.runOwned(ctx)
+		if !lost || ctx.Err() != nil {
+			return err
+		}
+		f.log.Warn("durabus: lost the lease on the durable consumer; waiting as a standby", "consumer", f.cfg.consumer)
+		f.reset()
+	}
+}
+
+// runOwned is one term of ownership: claim (for a durable follower on an
+// Owner), follow, drain, save. lost is true when it ended because the
+// lease was lost.
+func (f *Follower) runOwned(ctx context.Context) (lost bool, err error) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	var l *lease
+	if o, ok := f.tr.(transport.Owner); ok && f.cp != nil {
+		if l = f.claim(ctx, o); l == nil {
+			return false, nil
+		}
+		l.stop = stop
+		f.lease.Store(l)
+	}
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 
 	var wg sync.WaitGroup
+	if l != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); f.keep(runCtx, l, stop) }()
+	}
 	var saved map[string]transport.Position
 	if f.cp != nil {
 		saved = f.loadCheckpoints(runCtx)
+		f.vanished = f.checkVanished(l, saved)
 		wg.Add(1)
 		go func() { defer wg.Done(); f.cp.run(runCtx) }()
 	}
 
 	wg.Add(1)
 	go func() { defer wg.Done(); f.headChecks(runCtx) }()
-	err := f.follow(runCtx, hctx, saved, &wg)
+	err = f.follow(runCtx, hctx, saved, &wg)
 
 	stop()
 	drain := time.AfterFunc(f.cfg.drainTimeout, cancelHandlers)
@@ -153,7 +195,89 @@ func (f *Follower) Run(ctx context.Context) error {
 	if f.cp != nil {
 		f.cp.flush(context.WithoutCancel(ctx))
 	}
+	if l != nil && !l.lost.Load() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointSaveTimeout)
+		if err := l.o.ReleaseConsumer(rctx, l.claim); err != nil {
+			f.report(fmt.Errorf("replay: release consumer %q: %w", f.cfg.consumer, err))
+		}
+		cancel()
+	}
+	return l != nil && l.lost.Load(), err
+}
+
+// reset forgets the workers of a term of ownership that ended: the next
+// term starts from the checkpoints in the back end.
+func (f *Follower) reset() {
+	f.mu.Lock()
+	f.workers = make(map[string]*worker)
+	f.order = nil
+	f.mu.Unlock()
+	f.lease.Store(nil)
+	f.cp = newCheckpointer(f)
+}
+
+// checkVanished reports the topics that the consumer's record says had a
+// saved position but whose checkpoint is gone (evicted, or deleted by
+// hand): each is a CheckpointLost loss, and the topic is followed from the
+// oldest event its backlog holds.
+func (f *Follower) checkVanished(l *lease, saved map[string]transport.Position) map[string]bool {
+	if l == nil {
+		return nil
+	}
+	var out map[string]bool
+	for _, t := range l.claim.Known {
+		if _, ok := saved[t]; ok || !f.takes(t) {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]bool)
+		}
+		out[t] = true
+		f.lost(&LossError{Topic: t, Reason: CheckpointLost})
+	}
+	return out
+}
+
+// takes reports whether the follower follows topic.
+func (f *Follower) takes(topic string) bool {
+	if f.cfg.pattern != "" {
+		return f.follows(topic)
+	}
+	for _, t := range f.cfg.topics {
+		if t == topic {
+			return true
+		}
+	}
+	return false
+}
+
+// saveCheckpoints stores cps for the durable consumer: under its lease
+// when it has one (ErrFenced when lost, which stops this term).
+func (f *Follower) saveCheckpoints(ctx context.Context, cps map[string]transport.Position) error {
+	l := f.lease.Load()
+	if l == nil {
+		return f.tr.SaveCheckpoints(ctx, f.cfg.consumer, cps)
+	}
+	err := l.o.SaveClaimed(ctx, l.claim, cps)
+	if errors.Is(err, transport.ErrFenced) && !l.lost.Swap(true) {
+		f.report(fmt.Errorf("replay: consumer %q: %w (%v)", f.cfg.consumer, ErrNotOwner, err))
+		l.stop()
+	}
 	return err
+}
+
+// mayHandle reports whether a handler call may start: always, unless the
+// follower's lease on its consumer was lost or is about to lapse.
+func (f *Follower) mayHandle() bool {
+	l := f.lease.Load()
+	if l.valid() {
+		return true
+	}
+	if !l.lost.Swap(true) {
+		f.report(fmt.Errorf("replay: consumer %q: lease about to lapse, handling stopped: %w", f.cfg.consumer, ErrNotOwner))
+	}
+	l.stop()
+	return false
 }
 
 // follow runs the subscribe / dispatch / resubscribe loop until ctx ends.
@@ -277,17 +401,21 @@ func (f *Follower) worker(ctx, hctx context.Context, topic string, saved map[str
 	if late {
 		start = Beginning()
 	}
+	fromSaved := false
 	if pos, ok := saved[topic]; ok {
-		start = After(pos)
+		start, fromSaved = After(pos), true
+	} else if f.vanished[topic] {
+		start = Beginning()
 	}
 	w := &worker{
-		f:       f,
-		topic:   topic,
-		start:   start,
-		initial: !late && f.initPending.Load() > 0,
-		inbox:   newInbox(f.cfg.inboxSize),
-		check:   make(chan struct{}, 1),
-		repair:  make(chan struct{}, 1),
+		f:         f,
+		topic:     topic,
+		start:     start,
+		fromSaved: fromSaved,
+		initial:   !late && f.initPending.Load() > 0,
+		inbox:     newInbox(f.cfg.inboxSize),
+		check:     make(chan struct{}, 1),
+		repair:    make(chan struct{}, 1),
 	}
 	w.catching.Store(true) // until its first catch-up ends
 	f.workers[topic] = w
@@ -456,7 +584,16 @@ func (f *Follower) lost(e *LossError) {
 }
 
 func (f *Follower) report(err error) {
-	f.log.Warn("durabus: follower", "err", err)
+	if p := (*PanicError)(nil); errors.As(err, &p) {
+		f.log.Error("durabus: handler panicked", "err", err, "stack", string(p.Stack))
+	} else {
+		f.log.Warn("durabus: follower", "err", err)
+	}
+	f.reportOnly(err)
+}
+
+// reportOnly passes err to the WithOnError callback without logging it.
+func (f *Follower) reportOnly(err error) {
 	if f.cfg.onError != nil {
 		f.cfg.onError(err)
 	}

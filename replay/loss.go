@@ -28,6 +28,13 @@ const (
 	// delivered but are gone from Redis; the events that now carry those
 	// seqs are delivered next.
 	RolledBack LossReason = "rolled back by Redis (seqs reused)"
+	// CheckpointLost: a durable consumer's saved position on the topic
+	// vanished (evicted under a maxmemory policy, or deleted by hand) while
+	// its record says it had one. What it had not handled yet cannot be
+	// told from what it had: From and To are zero, and the topic is followed
+	// again from the oldest event its backlog holds (at-least-once: events
+	// handled before are delivered again).
+	CheckpointLost LossReason = "durable consumer's checkpoint vanished"
 )
 
 // LossError reports events that can no longer be delivered: seq From to To
@@ -40,6 +47,9 @@ type LossError struct {
 }
 
 func (e *LossError) Error() string {
+	if e.From == 0 && e.To == 0 {
+		return fmt.Sprintf("replay: topic %q: events may be lost, range unknown: %s", e.Topic, e.Reason)
+	}
 	if e.To == 0 {
 		return fmt.Sprintf("replay: topic %q: events from seq %d of epoch %s lost: %s", e.Topic, e.From, e.Epoch, e.Reason)
 	}

@@ -34,6 +34,7 @@ type config struct {
 	exclude      func(topic string) bool
 	start        Start
 	consumer     string
+	leaseTTL     time.Duration
 	cpEvery      int
 	cpInterval   time.Duration
 	pageSize     int
@@ -62,6 +63,7 @@ func defaultConfig() config {
 		boMax:        DefaultBackoffMax,
 		boMultiplier: DefaultBackoffMultiplier,
 		drainTimeout: DefaultDrainTimeout,
+		leaseTTL:     DefaultLeaseTTL,
 	}
 }
 
@@ -108,8 +110,14 @@ func WithStart(s Start) Option { return func(c *config) { c.start = s } }
 //
 // The name is stored (as ns:consumer:<name> on Redis) and must never change
 // once checkpoints exist: 1 to 400 bytes of printable ASCII without spaces.
-// Two followers must not share a name while they follow the same topic:
-// they would share its checkpoint.
+//
+// A durable consumer exists in the back end from its first moment: before
+// the follower is Ready it saves its resolved start position on every
+// topic, so that nothing published afterwards is skipped by a crash or a
+// restart. On a transport that implements transport.Owner (Redis does) it
+// has one owner at a time: a second process with the same name waits as a
+// standby until the first one's lease lapses (see Run and WithLease). To
+// share a service's events between its replicas, use a consumer group.
 func WithConsumer(name string) Option {
 	return func(c *config) {
 		if err := ValidateConsumer(name); err != nil {
@@ -131,6 +139,20 @@ func ValidateConsumer(name string) error {
 		}
 	}
 	return nil
+}
+
+// WithLease sets the lease of a durable consumer on a transport that
+// implements transport.Owner: renewed every ttl/3, and handling stops a
+// tenth of ttl before it would lapse unrenewed (by this process's monotonic
+// clock). A standby takes over within about ttl of the owner's crash.
+// Default 10 s; at least 300 ms.
+func WithLease(ttl time.Duration) Option {
+	return func(c *config) {
+		if ttl < 300*time.Millisecond {
+			c.invalid("lease %v: want at least 300ms", ttl)
+		}
+		c.leaseTTL = ttl
+	}
 }
 
 // WithCheckpointEvery saves checkpoints after n handled events or after d,
@@ -234,5 +256,7 @@ func WithOnError(f func(error)) Option { return func(c *config) { c.onError = f 
 // re-established or is being rebuilt; reason names the signal.
 func WithOnReconnect(f func(reason string)) Option { return func(c *config) { c.onReconnect = f } }
 
-// WithLogger sets the logger. Default: silent.
+// WithLogger sets the logger. Each failure is logged once: losses at error
+// level, handler panics at error level with their stack, other trouble at
+// warn level. Default: slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }

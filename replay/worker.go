@@ -17,12 +17,15 @@ import (
 // worker follows one topic: it owns the topic's cursor and runs its handler
 // calls one at a time.
 type worker struct {
-	f      *Follower
-	topic  string
-	start  Start
-	inbox  *inbox
-	check  chan struct{} // a head check is due
-	repair chan struct{}
+	f     *Follower
+	topic string
+	start Start
+	// fromSaved is set when start is the consumer's saved checkpoint; a
+	// durable worker without one saves its resolved start at once.
+	fromSaved bool
+	inbox     *inbox
+	check     chan struct{} // a head check is due
+	repair    chan struct{}
 	// catching is set while the worker reads the backlog (and before its
 	// first catch-up): live frames queued meanwhile are likely duplicates,
 	// so the dispatcher does not prepare them.
@@ -35,6 +38,13 @@ type worker struct {
 	epochReset bool               // cursor was reset by a new epoch: seq 1 is expected next
 	lastHead   transport.Position // head seen at the previous head check
 	avgSize    int                // average event size of the last backlog page
+	// atMarker is set while the cursor's ID is that of a rollback marker
+	// (its Seq the event's before it): reads go on after the marker, and
+	// live frames at the cursor's seq are duplicates.
+	atMarker bool
+	// rolled are the RolledBack ranges reported (the last few), so that a
+	// marker names only what was not reported yet.
+	rolled []transport.Rollback
 
 	mu    sync.Mutex // guards shown and head, read by Stats
 	shown transport.Position
@@ -116,12 +126,37 @@ func (w *worker) resolveStart(ctx context.Context) bool {
 		}
 		if err == nil {
 			w.show()
+			if w.f.cp != nil && !w.fromSaved {
+				return w.saveStart(ctx)
+			}
 			return true
 		}
 		if ctx.Err() != nil || errors.Is(err, transport.ErrClosed) {
 			return false
 		}
 		w.f.report(fmt.Errorf("replay: topic %q: start %v: %w", w.topic, w.start, err))
+		if !sleep(ctx, bo.NextBackOff()) {
+			return false
+		}
+	}
+}
+
+// saveStart saves the resolved start position of a durable consumer's
+// topic before any event is handled, so that nothing published after it
+// can be skipped: not by a crash before the first checkpoint, nor by a
+// restart. It retries until the save succeeds or the follower stops.
+func (w *worker) saveStart(ctx context.Context) bool {
+	bo := w.f.newBackoff()
+	for {
+		err := w.f.saveCheckpoints(ctx, map[string]transport.Position{w.topic: w.cursor})
+		if err == nil {
+			w.f.c.checkpoints.Add(1)
+			return true
+		}
+		if ctx.Err() != nil || errors.Is(err, transport.ErrClosed) || errors.Is(err, transport.ErrFenced) {
+			return false
+		}
+		w.f.report(fmt.Errorf("replay: topic %q: save the start position of consumer %q: %w", w.topic, w.f.cfg.consumer, err))
 		if !sleep(ctx, bo.NextBackOff()) {
 			return false
 		}
@@ -181,15 +216,37 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 			continue
 		}
 		if page.Epoch != "" && w.cursor.Epoch != "" && page.Epoch != w.cursor.Epoch {
-			if next, ok := w.sameLog(ctx, page.Epoch, count); ok {
+			next, ok, err := w.sameLog(ctx, page.Epoch, count)
+			if errors.Is(err, transport.ErrUnknownTopic) {
+				return true // the meta hash is being remade: look again at the next frame or check
+			}
+			if err != nil {
+				if ctx.Err() != nil || errors.Is(err, transport.ErrClosed) {
+					return false
+				}
+				w.f.report(fmt.Errorf("replay: topic %q: read backlog after seq %d: %w", w.topic, w.cursor.Seq, err))
+				if !sleep(ctx, bo.NextBackOff()) {
+					return false
+				}
+				continue
+			}
+			if ok {
 				// A new epoch over the same log (its meta hash was lost
 				// and remade): nothing was lost, go on after the cursor.
-				w.f.log.Warn("durabus: topic's epoch changed but its log goes on", "topic", w.topic, "old", w.cursor.Epoch, "new", page.Epoch)
-				w.cursor.Epoch = page.Epoch
+				w.f.log.Warn("durabus: topic's epoch changed but its log goes on", "topic", w.topic, "old", w.cursor.Epoch, "new", next.Epoch)
+				w.cursor.Epoch = next.Epoch
 				page, prepared = next, nil
 			} else {
-				w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, Reason: EpochChanged})
+				// The log itself was reset: what followed the cursor is
+				// gone, up to the head last seen in the old epoch when
+				// that is known.
+				var to uint64
+				if h := w.lastHead; h.Epoch == w.cursor.Epoch && h.Seq > w.cursor.Seq {
+					to = h.Seq
+				}
+				w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, To: to, Reason: EpochChanged})
 				w.cursor = transport.Position{}
+				w.atMarker = false
 				w.epochReset = true
 			}
 		}
@@ -204,6 +261,10 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 		for i, d := range page.Events {
 			if d.Position.Epoch == "" {
 				d.Position.Epoch = page.Epoch
+			}
+			if d.Rollback != nil {
+				w.marker(d)
+				continue
 			}
 			replayed := d.Position.Seq != live.Seq || d.Position.Epoch != live.Epoch
 			var prep any
@@ -247,6 +308,9 @@ func (w *worker) readAhead(ctx context.Context, from transport.Position, count i
 			for i, d := range a.page.Events {
 				if a.taken.Load() {
 					break
+				}
+				if d.Rollback != nil {
+					continue
 				}
 				if d.Position.Epoch == "" {
 					d.Position.Epoch = a.page.Epoch
@@ -314,25 +378,104 @@ func (a *pageAhead) wait() {
 }
 
 // sameLog reports whether the log of the new epoch is the cursor's log
-// going on: the entry after the cursor's backlog id carries the next seq.
-// It returns that page of the log.
-func (w *worker) sameLog(ctx context.Context, epoch string, count int) (transport.Page, bool) {
+// going on (its meta hash was lost and remade, perhaps more than once): it
+// still holds the cursor's entry, at the cursor's seq, or the entry after
+// the cursor's stream id carries the next seq. It returns the page of the
+// log after the cursor.
+func (w *worker) sameLog(ctx context.Context, epoch string, count int) (transport.Page, bool, error) {
 	c := w.cursor
-	if c.ID == "" {
-		return transport.Page{}, false
+	before, ok := predID(c.ID)
+	if !ok {
+		return transport.Page{}, false, nil
 	}
-	page, err := w.f.tr.Range(ctx, w.topic, transport.Position{Epoch: epoch, Seq: c.Seq, ID: c.ID}, count)
-	if err != nil || page.Epoch != epoch || len(page.Events) == 0 || page.Events[0].Position.Seq != c.Seq+1 {
-		return transport.Page{}, false
+	var page transport.Page
+	for try := 0; ; try++ {
+		var err error
+		page, err = w.f.tr.Range(ctx, w.topic, transport.Position{Epoch: epoch, Seq: c.Seq, ID: before}, count+1)
+		if err != nil {
+			return transport.Page{}, false, err
+		}
+		if page.Epoch == epoch || try == 3 {
+			break
+		}
+		epoch = page.Epoch // remade again meanwhile: ask the newest
 	}
-	return page, true
+	if page.Epoch != epoch || len(page.Events) == 0 {
+		return transport.Page{}, false, nil
+	}
+	first := page.Events[0]
+	switch {
+	case first.Position.ID == c.ID && first.Position.Seq == c.Seq:
+		page.Events = page.Events[1:]
+		return page, true, nil
+	case first.Rollback == nil && first.Position.Seq == c.Seq+1 && idAfter(first.Position.ID, c.ID):
+		if len(page.Events) > count {
+			page.Events = page.Events[:count]
+		}
+		return page, true, nil
+	}
+	return transport.Page{}, false, nil
+}
+
+// marker handles a rollback marker read from the backlog: the part of its
+// range not reported yet is reported, and the cursor moves past it.
+func (w *worker) marker(d transport.Delivery) {
+	rb := d.Rollback
+	w.rolledBack(rb.Epoch, rb.From, rb.To, true)
+	c := w.cursor
+	if c.Epoch == "" || c.Epoch == d.Position.Epoch && !idAfter(c.ID, d.Position.ID) {
+		if c.Epoch == "" {
+			c = transport.Position{Epoch: d.Position.Epoch, Seq: d.Position.Seq}
+			w.epochReset = false
+		}
+		c.ID = d.Position.ID
+		w.cursor = c
+		w.atMarker = true
+	}
+}
+
+// rolledBack reports seqs from..to of epoch as RolledBack. A rollback the
+// worker saw itself is always reported; one named by a marker only for
+// the part not reported yet (the worker, or another publisher's marker,
+// may have reported the same rollback).
+func (w *worker) rolledBack(epoch string, from, to uint64, marker bool) {
+	if from > to {
+		return
+	}
+	parts := []transport.Rollback{{Epoch: epoch, From: from, To: to}}
+	for _, r := range w.rolled {
+		if !marker || r.Epoch != epoch {
+			continue
+		}
+		var next []transport.Rollback
+		for _, p := range parts {
+			if r.To < p.From || r.From > p.To {
+				next = append(next, p)
+				continue
+			}
+			if p.From < r.From {
+				next = append(next, transport.Rollback{Epoch: epoch, From: p.From, To: r.From - 1})
+			}
+			if p.To > r.To {
+				next = append(next, transport.Rollback{Epoch: epoch, From: r.To + 1, To: p.To})
+			}
+		}
+		parts = next
+	}
+	for _, p := range parts {
+		w.f.lost(&LossError{Topic: w.topic, Epoch: epoch, From: p.From, To: p.To, Reason: RolledBack})
+	}
+	w.rolled = append(w.rolled, transport.Rollback{Epoch: epoch, From: from, To: to})
+	if len(w.rolled) > 16 {
+		w.rolled = w.rolled[1:]
+	}
 }
 
 // live handles a live frame.
 func (w *worker) live(ctx, hctx context.Context, d Delivery) bool {
 	c := w.cursor
 	switch {
-	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq == c.Seq && c.ID != "" && d.Position.ID != "" && idAfter(c.ID, d.Position.ID):
+	case !w.atMarker && c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq == c.Seq && c.ID != "" && d.Position.ID != "" && idAfter(c.ID, d.Position.ID):
 		// Two frames claim the cursor's seq, and the one delivered has the
 		// later stream id: it may not be in the log (a forged frame with the
 		// next seq). Ask the log.
@@ -411,7 +554,7 @@ func (w *worker) ordered(ctx, hctx context.Context, d Delivery) bool {
 		return true
 	case seq <= c.Seq && idAfter(d.Position.ID, c.ID):
 		// A newer entry with an old seq: Redis lost writes and reused seqs.
-		w.f.lost(&LossError{Topic: w.topic, Epoch: c.Epoch, From: seq, To: c.Seq, Reason: RolledBack})
+		w.rolledBack(c.Epoch, seq, c.Seq, false)
 	case seq <= c.Seq:
 		w.f.c.duplicates.Add(1)
 		return true
@@ -428,7 +571,7 @@ func (w *worker) ordered(ctx, hctx context.Context, d Delivery) bool {
 // deliver runs the handler until it succeeds, then advances the cursor.
 // Once the follower is stopping it starts no new handler call.
 func (w *worker) deliver(ctx, hctx context.Context, d Delivery) bool {
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || !w.f.mayHandle() {
 		return false
 	}
 	if d.Prepared == nil && w.f.cfg.prepare != nil {
@@ -451,6 +594,7 @@ func (w *worker) deliver(ctx, hctx context.Context, d Delivery) bool {
 		}
 	}
 	w.cursor = d.Position
+	w.atMarker = false
 	if d.Replayed {
 		w.f.c.replayed.Add(1)
 	}
@@ -486,10 +630,24 @@ func (w *worker) checkHead(ctx, hctx context.Context) bool {
 	case w.cursor.Epoch != "" && head.Epoch != w.cursor.Epoch:
 		behind = true
 	case head.Epoch == w.cursor.Epoch && head.Seq < w.cursor.Seq && w.inbox.len() == 0:
-		// Redis lost the last writes (and no new event reused their seqs
-		// yet): say so, and follow from its head.
-		w.f.lost(&LossError{Topic: w.topic, Epoch: head.Epoch, From: head.Seq + 1, To: w.cursor.Seq, Reason: RolledBack})
+		// Redis lost the last writes. Events written since may hold the
+		// lost seqs already, after the cursor's stream id: deliver them
+		// (which reports the seqs they reuse), then report what is still
+		// missing and follow from the head.
+		if !w.catchUp(ctx, hctx, transport.Position{}) {
+			return false
+		}
+		if w.cursor.Epoch != head.Epoch || w.cursor.Seq <= head.Seq {
+			return true
+		}
+		if now, err := w.f.tr.Head(ctx, w.topic); err != nil || now.Epoch != head.Epoch || now.Seq >= w.cursor.Seq {
+			return true // moved on meanwhile: the next check looks again
+		} else {
+			head = now
+		}
+		w.rolledBack(head.Epoch, head.Seq+1, w.cursor.Seq, false)
 		w.cursor = head
+		w.atMarker = false
 		w.show()
 		return true
 	case w.inbox.len() > 0:
