@@ -128,7 +128,11 @@ func TestMemoryStoreBounded(t *testing.T) {
 func TestRedisStoreLayoutAndExpiry(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	s, err := middleware.NewRedisStore(rdb, "billing", middleware.WithDedupeWindow(150*time.Millisecond), middleware.WithDedupeLease(100*time.Millisecond))
+	// A lease and a window long enough that the steps meant to fall
+	// inside them do so on a loaded machine (100 ms did not); their ends
+	// are waited for, not slept through.
+	const lease, window = time.Second, 1500 * time.Millisecond
+	s, err := middleware.NewRedisStore(rdb, "billing", middleware.WithDedupeWindow(window), middleware.WithDedupeLease(lease))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +145,21 @@ func TestRedisStoreLayoutAndExpiry(t *testing.T) {
 	if err != nil || done {
 		t.Fatalf("claim: %v %v", done, err)
 	}
+	expired := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for rdb.Exists(ctx, s.Key(id)).Val() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the key has not expired after 30 s (PTTL %v)", what, rdb.PTTL(ctx, s.Key(id)).Val())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	// A claim whose holder died expires after the lease.
-	time.Sleep(150 * time.Millisecond)
+	if ttl := rdb.PTTL(ctx, s.Key(id)).Val(); ttl <= 0 || ttl > lease {
+		t.Fatalf("claim ttl = %v, want the lease %v", ttl, lease)
+	}
+	expired("lease")
 	if _, _, err := s.Claim(ctx, id); err != nil {
 		t.Fatalf("claim after lease: %v", err)
 	}
@@ -159,10 +176,10 @@ func TestRedisStoreLayoutAndExpiry(t *testing.T) {
 	if v, _ := rdb.Get(ctx, s.Key(id)).Result(); v != "done" {
 		t.Fatalf("value = %q", v)
 	}
-	if ttl := rdb.PTTL(ctx, s.Key(id)).Val(); ttl <= 0 || ttl > 150*time.Millisecond {
-		t.Fatalf("ttl = %v", ttl)
+	if ttl := rdb.PTTL(ctx, s.Key(id)).Val(); ttl <= 0 || ttl > window {
+		t.Fatalf("ttl = %v, want the window %v", ttl, window)
 	}
-	time.Sleep(200 * time.Millisecond)
+	expired("window")
 	if _, done, _ := s.Claim(ctx, id); done {
 		t.Fatal("id remembered after the window")
 	}
@@ -179,14 +196,14 @@ func TestNewRedisStoreInvalid(t *testing.T) {
 }
 
 func TestMemoryStoreWindow(t *testing.T) {
-	s := middleware.NewMemoryStore(10, 50*time.Millisecond)
+	s := middleware.NewMemoryStore(10, 500*time.Millisecond)
 	ctx := context.Background()
 	tok, _, _ := s.Claim(ctx, "a")
 	_ = s.Commit(ctx, "a", tok)
 	if _, done, _ := s.Claim(ctx, "a"); !done {
 		t.Fatal("id not remembered within the window")
 	}
-	time.Sleep(80 * time.Millisecond)
+	time.Sleep(600 * time.Millisecond) // past the window: waiting longer only helps
 	if _, done, err := s.Claim(ctx, "a"); done || err != nil {
 		t.Fatalf("after the window: done %v err %v", done, err)
 	}

@@ -47,12 +47,17 @@ func TestPercentileAndMedian(t *testing.T) {
 // and stops at the first error.
 func TestTimedCountsCallsAndStopsAtError(t *testing.T) {
 	var calls atomic.Int64
+	start := time.Now()
 	rate, err := benchkit.Timed(50*time.Millisecond, 4, 10, func(int) error { calls.Add(1); time.Sleep(time.Millisecond); return nil })
+	elapsed := time.Since(start)
 	if err != nil || rate <= 0 {
 		t.Fatalf("Timed = %v, %v; want a positive rate", rate, err)
 	}
-	if floor := float64(calls.Load()) * 10 / 0.2; rate < floor {
-		t.Errorf("rate %v below %d calls × 10 over 200 ms", rate, calls.Load())
+	// Timed divides by the time it ran: at least its 50 ms, at most the
+	// time measured around it (however slow a loaded machine makes it).
+	events := float64(calls.Load()) * 10
+	if lo, hi := events/elapsed.Seconds(), events/0.05; rate < lo*0.999 || rate > hi*1.001 {
+		t.Errorf("rate %v for %d calls × 10: want between %v (over %v) and %v (over 50 ms)", rate, calls.Load(), lo, elapsed, hi)
 	}
 	boom := errors.New("boom")
 	if _, err := benchkit.Timed(time.Second, 4, 1, func(i int) error {
