@@ -3,9 +3,11 @@ package redistransport
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -13,59 +15,144 @@ import (
 	"github.com/durabus/durabus/transport"
 )
 
-// seekPage is the page size of Seek's forward scan.
-const seekPage = 100
+// Page sizes of Seek's forward scan: the first page is small (the event
+// sought is often close to the start), the next ones double up to the last.
+const (
+	seekPage    = 100
+	seekPageMax = 1600
+)
 
-// readPage reads the epoch and up to count log entries from start (an
-// XRANGE bound) atomically (MULTI/EXEC on the topic's slot). epoch is ""
-// when the topic has no meta hash.
-func (t *Transport) readPage(ctx context.Context, topic, start string, count int) (string, []redis.XMessage, error) {
+// maxReadAttempts bounds how often a backlog read is run again because the
+// topic's epoch changed while it ran (or, for Head, its seq did in a way
+// the read cannot place).
+const maxReadAttempts = 16
+
+// errChurn says that every attempt of a read saw the topic change under it.
+var errChurn = errors.New("the topic's meta hash changed during every attempt; try again")
+
+// readPage reads the epoch and up to count log entries from start (an XRANGE
+// bound), as one consistent snapshot, without MULTI/EXEC (which Redis 7
+// refuses with EXECABORT at maxmemory under noeviction): one pipeline
+// HGET epoch, EXISTS log, XRANGE, HGET epoch, run again when the two epochs
+// differ. An epoch is made once, with a random part, whenever the meta hash
+// is (re)created, so equal epochs before and after mean the entries are the
+// log of that epoch. epoch is "" when the topic has no meta hash; hasLog is
+// false when its log does not exist.
+func (t *Transport) readPage(ctx context.Context, topic, start string, count int) (epoch string, hasLog bool, entries []redis.XMessage, err error) {
 	logKey, metaKey, _ := t.Keys(topic)
-	var epoch *redis.StringCmd
-	var xr *redis.XMessageSliceCmd
-	_, err := t.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		epoch = p.HGet(ctx, metaKey, "epoch")
-		xr = p.XRangeN(ctx, logKey, start, "+", int64(count))
-		return nil
-	})
-	if err != nil && !isNil(err) {
-		return "", nil, err
+	for range maxReadAttempts {
+		p := t.rdb.Pipeline()
+		before := p.HGet(ctx, metaKey, "epoch")
+		exists := p.Exists(ctx, logKey)
+		xr := p.XRangeN(ctx, logKey, start, "+", int64(count))
+		after := p.HGet(ctx, metaKey, "epoch")
+		execRead(ctx, p)
+		e1, err := before.Result()
+		if err != nil && !isNil(err) {
+			return "", false, nil, err
+		}
+		e2, err := after.Result()
+		if err != nil && !isNil(err) {
+			return "", false, nil, err
+		}
+		if err := exists.Err(); err != nil {
+			return "", false, nil, err
+		}
+		if err := xr.Err(); err != nil {
+			return "", false, nil, err
+		}
+		if e1 == e2 {
+			return e1, exists.Val() > 0, xr.Val(), nil
+		}
 	}
-	if err := xr.Err(); err != nil {
-		return "", nil, err
-	}
-	e, err := epoch.Result()
-	if err != nil && !isNil(err) {
-		return "", nil, err
-	}
-	return e, xr.Val(), nil
+	return "", false, nil, errChurn
 }
 
-// entry turns a log entry into a Delivery; ok is false for junk, which is
-// counted and logged.
-func (t *Transport) entry(topic, epoch string, m redis.XMessage) (transport.Delivery, bool) {
-	seqText, _ := m.Values["seq"].(string)
-	data, okData := m.Values["e"].(string)
-	seq, err := strconv.ParseUint(seqText, 10, 64)
-	if err != nil || seq == 0 || !okData {
-		t.stats.junk.Add(1)
-		t.log.Warn("redistransport: skipped a backlog entry without valid seq and e fields",
-			"topic", topic, "id", m.ID)
-		return transport.Delivery{}, false
+// execRead sends a pipeline of reads. Each command carries its own error;
+// when the pipeline could not be sent at all and no command got one, every
+// command is given the pipeline's.
+func execRead(ctx context.Context, p redis.Pipeliner) {
+	cmds, err := p.Exec(ctx)
+	if err == nil || isNil(err) {
+		return
 	}
-	return transport.Delivery{
-		Topic:    topic,
-		Position: transport.Position{Epoch: epoch, Seq: seq, ID: m.ID},
-		Data:     replyBytes(data),
-	}, true
+	for _, c := range cmds {
+		if c.Err() != nil {
+			return
+		}
+	}
+	for _, c := range cmds {
+		c.SetErr(err)
+	}
+}
+
+// entryKind says what a log entry is.
+type entryKind uint8
+
+const (
+	junkEntry   entryKind = iota // neither an event nor a marker: skipped
+	eventEntry                   // fields seq and e
+	markerEntry                  // fields seq and rb, no e: a rollback marker
+)
+
+// entry turns a log entry into a Delivery: an event (fields seq >= 1 and e)
+// or a rollback marker (fields seq and rb = "<epoch> <from> <to>", no e).
+// Anything else is junk, which is counted and logged.
+func (t *Transport) entry(topic, epoch string, m redis.XMessage) (transport.Delivery, entryKind) {
+	seqText, _ := m.Values["seq"].(string)
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if err == nil {
+		if data, ok := m.Values["e"].(string); ok {
+			if seq > 0 {
+				return transport.Delivery{
+					Topic:    topic,
+					Position: transport.Position{Epoch: epoch, Seq: seq, ID: m.ID},
+					Data:     replyBytes(data),
+				}, eventEntry
+			}
+		} else if rb, ok := m.Values["rb"].(string); ok {
+			if r, ok := parseRollback(rb); ok {
+				return transport.Delivery{
+					Topic:    topic,
+					Position: transport.Position{Epoch: epoch, Seq: seq, ID: m.ID},
+					Rollback: r,
+				}, markerEntry
+			}
+		}
+	}
+	t.stats.junk.Add(1)
+	t.log.Warn("redistransport: skipped a backlog entry without valid seq and e (or rb) fields",
+		"topic", topic, "id", m.ID)
+	return transport.Delivery{}, junkEntry
+}
+
+// parseRollback parses a marker's rb field, "<epoch> <from> <to>" with
+// 1 <= from <= to.
+func parseRollback(rb string) (*transport.Rollback, bool) {
+	f := strings.Fields(rb)
+	if len(f) != 3 {
+		return nil, false
+	}
+	from, err1 := strconv.ParseUint(f[1], 10, 64)
+	to, err2 := strconv.ParseUint(f[2], 10, 64)
+	if err1 != nil || err2 != nil || from == 0 || to < from {
+		return nil, false
+	}
+	return &transport.Rollback{Epoch: f[0], From: from, To: to}, true
 }
 
 // Range returns up to limit events of topic after the given position (see
 // transport.Transport): XRANGE (after.ID, read with the epoch in one
-// MULTI/EXEC. When after is of the current epoch but has no ID, the log is
-// scanned from its start for seq > after.Seq. Junk entries are skipped
-// (see the package doc) without shortening the page. A limit below 1 returns
-// an empty page.
+// consistent pipeline (readPage). When after is of the current epoch but has
+// no ID, the log is scanned from its start for seq > after.Seq (markers:
+// seq >= after.Seq). Junk entries are skipped (see the package doc) without
+// shortening the page. Rollback markers are returned as Deliveries with
+// Rollback set and count towards limit. A limit below 1 returns an empty
+// page.
+//
+// A topic without a meta hash, or whose log does not exist (deleted or
+// evicted while its meta hash stayed), gives transport.ErrUnknownTopic, as
+// Head does.
 func (t *Transport) Range(ctx context.Context, topic string, after transport.Position, limit int) (transport.Page, error) {
 	if t.isClosed() {
 		return transport.Page{}, errClosed("range")
@@ -73,13 +160,18 @@ func (t *Transport) Range(ctx context.Context, topic string, after transport.Pos
 	if err := transport.ValidateTopic(topic); err != nil {
 		return transport.Page{}, fmt.Errorf("redistransport: range: %w", err)
 	}
+	unknown := func() (transport.Page, error) {
+		return transport.Page{}, fmt.Errorf("redistransport: range %q: %w", topic, transport.ErrUnknownTopic)
+	}
 	if limit < 1 {
-		_, metaKey, _ := t.Keys(topic)
-		epoch, err := t.rdb.HGet(ctx, metaKey, "epoch").Result()
-		if isNil(err) {
-			return transport.Page{}, fmt.Errorf("redistransport: range %q: %w", topic, transport.ErrUnknownTopic)
+		epoch, hasLog, _, err := t.readPage(ctx, topic, "+", 1)
+		if err != nil {
+			return transport.Page{}, wrapErr("range", topic, err)
 		}
-		return transport.Page{Epoch: epoch}, wrapErr("range", topic, err)
+		if epoch == "" || !hasLog {
+			return unknown()
+		}
+		return transport.Page{Epoch: epoch}, nil
 	}
 	cursor, minSeq := "-", uint64(0)
 	if after.Epoch != "" {
@@ -93,13 +185,13 @@ func (t *Transport) Range(ctx context.Context, topic string, after transport.Pos
 	first := true
 	for {
 		need := limit - len(page.Events)
-		epoch, entries, err := t.readPage(ctx, topic, cursor, need)
+		epoch, hasLog, entries, err := t.readPage(ctx, topic, cursor, need)
 		if err != nil {
 			return transport.Page{}, wrapErr("range", topic, err)
 		}
 		if first {
-			if epoch == "" {
-				return transport.Page{}, fmt.Errorf("redistransport: range %q: %w", topic, transport.ErrUnknownTopic)
+			if epoch == "" || !hasLog {
+				return unknown()
 			}
 			if after.Epoch != "" && epoch != after.Epoch {
 				// Another epoch: read from its oldest event.
@@ -111,9 +203,15 @@ func (t *Transport) Range(ctx context.Context, topic string, after transport.Pos
 			return page, nil // the log was reset meanwhile; the next read sees it
 		}
 		for _, m := range entries {
-			d, ok := t.entry(topic, epoch, m)
-			if ok && d.Position.Seq > minSeq {
-				page.Events = append(page.Events, d)
+			switch d, kind := t.entry(topic, epoch, m); kind {
+			case eventEntry:
+				if d.Position.Seq > minSeq {
+					page.Events = append(page.Events, d)
+				}
+			case markerEntry:
+				if d.Position.Seq >= minSeq {
+					page.Events = append(page.Events, d)
+				}
 			}
 		}
 		if len(entries) < need || len(page.Events) >= limit {
@@ -123,14 +221,21 @@ func (t *Transport) Range(ctx context.Context, topic string, after transport.Pos
 	}
 }
 
-// Seek returns the position just before the first event of topic whose
-// envelope "time" is at or after tm. It reads from the stream id of tm
-// minus WithSeekSkew and decodes the "time" of each entry forward until one
-// is recent enough; an event stored with a stream id earlier than that
-// (a publisher clock more than the skew behind Redis's) is not found. The
-// position returned has the event's seq-1 and the stream id just before the
-// event's, so Range from it starts exactly at the event. When no event is
-// that recent, Seek returns Head.
+// Seek returns the position just before the first event of topic, in log
+// order, whose envelope "time" is at or after tm, so that Range from it
+// starts exactly at that event (seq-1 and the stream id just before the
+// event's); when there is none, it returns Head.
+//
+// It scans forward from the stream id of tm minus WithSeekSkew (Redis's
+// clock) and decodes the "time" of each event; rollback markers, junk and
+// events without a readable time are skipped. The result is exact when no
+// publisher's clock was ahead of Redis's by more than the skew when it
+// published: an event whose envelope time is at or after tm then has a
+// stream id at or after tm minus the skew. Publisher clocks behind Redis's
+// need no allowance, whatever the lag (the scan only reads further). Events
+// from a publisher ahead by more than the skew whose stream id is earlier
+// than tm minus the skew are not found (Range from the result starts after
+// them).
 func (t *Transport) Seek(ctx context.Context, topic string, tm time.Time) (transport.Position, error) {
 	if t.isClosed() {
 		return transport.Position{}, errClosed("seek")
@@ -138,22 +243,39 @@ func (t *Transport) Seek(ctx context.Context, topic string, tm time.Time) (trans
 	if err := transport.ValidateTopic(topic); err != nil {
 		return transport.Position{}, fmt.Errorf("redistransport: seek: %w", err)
 	}
-	ms := tm.Add(-t.cfg.seekSkew).UnixMilli()
-	cursor := "0"
-	if ms > 0 {
-		cursor = strconv.FormatInt(ms, 10)
+	start := "-"
+	if ms := tm.Add(-t.cfg.seekSkew).UnixMilli(); ms > 0 {
+		start = strconv.FormatInt(ms, 10)
 	}
-	for {
-		epoch, entries, err := t.readPage(ctx, topic, cursor, seekPage)
-		if err != nil {
-			return transport.Position{}, wrapErr("seek", topic, err)
+	for range maxReadAttempts {
+		pos, done, err := t.seek(ctx, topic, tm, start)
+		if done || err != nil {
+			return pos, err
 		}
-		if epoch == "" {
-			return transport.Position{}, fmt.Errorf("redistransport: seek %q: %w", topic, transport.ErrUnknownTopic)
+	}
+	return transport.Position{}, wrapErr("seek", topic, errChurn)
+}
+
+// seek is one scan of Seek from start. done is false when the topic's epoch
+// changed between two pages: the scan must start over.
+func (t *Transport) seek(ctx context.Context, topic string, tm time.Time, start string) (pos transport.Position, done bool, err error) {
+	cursor, first, count := start, "", seekPage
+	for {
+		epoch, hasLog, entries, err := t.readPage(ctx, topic, cursor, count)
+		if err != nil {
+			return transport.Position{}, true, wrapErr("seek", topic, err)
+		}
+		if epoch == "" || !hasLog {
+			return transport.Position{}, true, fmt.Errorf("redistransport: seek %q: %w", topic, transport.ErrUnknownTopic)
+		}
+		if first == "" {
+			first = epoch
+		} else if epoch != first {
+			return transport.Position{}, false, nil
 		}
 		for _, m := range entries {
-			d, ok := t.entry(topic, epoch, m)
-			if !ok {
+			d, kind := t.entry(topic, epoch, m)
+			if kind != eventEntry {
 				continue
 			}
 			var env struct {
@@ -164,19 +286,27 @@ func (t *Transport) Seek(ctx context.Context, topic string, tm time.Time) (trans
 				continue
 			}
 			if !env.Time.Before(tm) {
-				return transport.Position{Epoch: epoch, Seq: d.Position.Seq - 1, ID: prevID(m.ID)}, nil
+				return transport.Position{Epoch: epoch, Seq: d.Position.Seq - 1, ID: prevID(m.ID)}, true, nil
 			}
 		}
-		if len(entries) < seekPage {
-			return t.Head(ctx, topic)
+		if len(entries) < count {
+			pos, err := t.Head(ctx, topic)
+			if err == nil && pos.Epoch != first {
+				return transport.Position{}, false, nil
+			}
+			return pos, true, err
 		}
-		cursor = "(" + entries[len(entries)-1].ID
+		cursor, count = "("+entries[len(entries)-1].ID, min(2*count, seekPageMax)
 	}
 }
 
 // Head returns the epoch and seq from the topic's meta hash and the stream
-// id of the log's last entry, read in one MULTI/EXEC. A topic without a meta
-// hash or without a log gives transport.ErrUnknownTopic.
+// id of the log's last entry, as one consistent snapshot without MULTI/EXEC:
+// one pipeline HMGET epoch seq, EXISTS log, XREVRANGE COUNT 1, HMGET epoch
+// seq. When the meta hash changed between the two HMGETs, the read runs
+// again, unless only the seq moved and the last entry's seq lies between the
+// two (publishes ran meanwhile): the head is then that entry. A topic
+// without a meta hash or without a log gives transport.ErrUnknownTopic.
 func (t *Transport) Head(ctx context.Context, topic string) (transport.Position, error) {
 	if t.isClosed() {
 		return transport.Position{}, errClosed("head")
@@ -185,33 +315,61 @@ func (t *Transport) Head(ctx context.Context, topic string) (transport.Position,
 		return transport.Position{}, fmt.Errorf("redistransport: head: %w", err)
 	}
 	logKey, metaKey, _ := t.Keys(topic)
-	var meta *redis.SliceCmd
-	var exists *redis.IntCmd
-	var last *redis.XMessageSliceCmd
-	_, err := t.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		meta = p.HMGet(ctx, metaKey, "epoch", "seq")
-		exists = p.Exists(ctx, logKey)
-		last = p.XRevRangeN(ctx, logKey, "+", "-", 1)
-		return nil
-	})
-	if err != nil {
-		return transport.Position{}, wrapErr("head", topic, err)
+	for range maxReadAttempts {
+		p := t.rdb.Pipeline()
+		before := p.HMGet(ctx, metaKey, "epoch", "seq")
+		exists := p.Exists(ctx, logKey)
+		last := p.XRevRangeN(ctx, logKey, "+", "-", 1)
+		after := p.HMGet(ctx, metaKey, "epoch", "seq")
+		execRead(ctx, p)
+		for _, c := range []redis.Cmder{before, exists, last, after} {
+			if err := c.Err(); err != nil {
+				return transport.Position{}, wrapErr("head", topic, err)
+			}
+		}
+		epoch, seqText := metaFields(before.Val())
+		epoch2, seqText2 := metaFields(after.Val())
+		if epoch != epoch2 {
+			continue
+		}
+		if epoch == "" || exists.Val() == 0 {
+			return transport.Position{}, fmt.Errorf("redistransport: head %q: %w", topic, transport.ErrUnknownTopic)
+		}
+		seq, err := strconv.ParseUint(seqText, 10, 64)
+		if err != nil {
+			return transport.Position{}, fmt.Errorf("redistransport: head %q: meta seq %q: %w", topic, seqText, err)
+		}
+		pos := transport.Position{Epoch: epoch, Seq: seq}
+		l := last.Val()
+		if len(l) > 0 {
+			pos.ID = l[0].ID
+		}
+		if seqText2 == seqText {
+			return pos, nil
+		}
+		// Publishes ran between the two HMGETs: the last entry, read
+		// between them, is the head if its seq is within their range.
+		seq2, err := strconv.ParseUint(seqText2, 10, 64)
+		if err != nil || len(l) == 0 {
+			continue
+		}
+		s, _ := l[0].Values["seq"].(string)
+		if es, err := strconv.ParseUint(s, 10, 64); err == nil && seq <= es && es <= seq2 {
+			pos.Seq = es
+			return pos, nil
+		}
 	}
-	vals := meta.Val()
-	epoch, _ := vals[0].(string)
-	seqText, _ := vals[1].(string)
-	if epoch == "" || exists.Val() == 0 {
-		return transport.Position{}, fmt.Errorf("redistransport: head %q: %w", topic, transport.ErrUnknownTopic)
+	return transport.Position{}, wrapErr("head", topic, errChurn)
+}
+
+// metaFields returns the epoch and seq of an HMGET epoch seq reply ("" for
+// a missing field).
+func metaFields(vals []any) (epoch, seq string) {
+	if len(vals) == 2 {
+		epoch, _ = vals[0].(string)
+		seq, _ = vals[1].(string)
 	}
-	seq, err := strconv.ParseUint(seqText, 10, 64)
-	if err != nil {
-		return transport.Position{}, fmt.Errorf("redistransport: head %q: meta seq %q: %w", topic, seqText, err)
-	}
-	pos := transport.Position{Epoch: epoch, Seq: seq}
-	if l := last.Val(); len(l) > 0 {
-		pos.ID = l[0].ID
-	}
-	return pos, nil
+	return epoch, seq
 }
 
 // Topics lists the topics in ns:topics whose names match the glob pattern

@@ -28,8 +28,9 @@ const (
 	// DefaultBufferSize is the number of events a subscription queues for a
 	// receiver that falls behind, before it drops frames.
 	DefaultBufferSize = 4096
-	// DefaultSeekSkew is how far before the requested time Seek starts its
-	// scan, to allow for clock skew between publishers and Redis.
+	// DefaultSeekSkew is how far, by Redis's clock, before the requested
+	// time Seek starts its scan: the most a publisher's clock may be ahead
+	// of Redis's for Seek to be exact (see WithSeekSkew).
 	DefaultSeekSkew = time.Second
 )
 
@@ -114,13 +115,28 @@ func WithBufferSize(n int) Option { return func(c *config) { c.bufferSize = n } 
 // Default false.
 func WithShardedPubSub(on bool) Option { return func(c *config) { c.sharded = on } }
 
-// WithSeekSkew sets how far before the requested time Seek starts scanning
-// (by stream id, i.e. Redis's clock), to allow for publishers whose clocks
-// are behind Redis's. Default DefaultSeekSkew.
+// WithSeekSkew sets how far before the requested time t Seek (and so a
+// replay Since(t)) starts scanning, by stream id, i.e. by Redis's clock. It
+// is the allowance for publishers whose clocks are AHEAD of Redis's:
+//
+//   - Seek(t) is exact (the first event, in log order, whose envelope time
+//     is at or after t) when no publisher's clock was more than d ahead of
+//     Redis's when it published.
+//   - A publisher clock behind Redis's needs no allowance, whatever the lag:
+//     its events have later stream ids than their envelope times, and the
+//     scan reads on until it finds one at or after t.
+//   - An event whose publisher clock was more than d ahead can be missed:
+//     when its stream id is before t-d, Seek returns a position after it.
+//
+// The cost is the scan: Seek decodes the envelope time of every event from
+// t-d to the one it returns (about d's worth of events when t is recent, as
+// for a follower that starts from now). Default DefaultSeekSkew; 0 trusts
+// publisher clocks never to be ahead of Redis's.
 func WithSeekSkew(d time.Duration) Option { return func(c *config) { c.seekSkew = d } }
 
-// WithLogger sets the logger for junk backlog entries and connection
-// trouble. Default: silent.
+// WithLogger sets the logger for junk backlog entries, connection trouble
+// and New's warning about a maxmemory-policy that evicts keys. Default:
+// silent.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 func (c *config) validate() error {

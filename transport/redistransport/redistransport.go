@@ -11,7 +11,10 @@
 // touches one slot and the layout works unchanged on Redis Cluster.
 //
 //	ns:{T}:log         Stream   the backlog; entry id assigned by Redis (XADD *),
-//	                            fields "seq" (decimal) and "e" (envelope JSON)
+//	                            fields "seq" (decimal) and "e" (envelope JSON);
+//	                            a rollback marker has "seq" (the meta seq when
+//	                            it was written) and "rb" ("<epoch> <from> <to>")
+//	                            instead of "e"
 //	ns:{T}:meta        Hash     "epoch" (made when the log is (re)created),
 //	                            "seq" (the last sequence number handed out)
 //	ns:{T}:idem:<id>   String   "epoch seq streamid" of the first publish of
@@ -46,20 +49,32 @@
 //
 // # Junk in the backlog
 //
-// A log entry without a decimal "seq" and an "e" field (written by
-// something other than durabus) has no position: Range, Seek and Head skip
-// it, count it in Stats().JunkEntries and log it (WithLogger). A live frame
-// that does not parse becomes a transport.Malformed event and is counted;
-// the subscription goes on.
+// A log entry without a decimal "seq" and an "e" field, that is not a
+// rollback marker either (a decimal "seq" and an "rb" field that parses),
+// was written by something other than durabus and has no position: Range
+// and Seek skip it, count it in Stats().JunkEntries and log it
+// (WithLogger). Range returns rollback markers (transport.Delivery.Rollback);
+// Seek steps over them. A live frame that does not parse becomes a
+// transport.Malformed event and is counted; the subscription goes on.
+//
+// # Reads without transactions
+//
+// Range, Seek and Head read a topic's meta hash and log in one pipeline
+// that reads the meta hash again at its end, and run again when it changed,
+// rather than in MULTI/EXEC: Redis 7 refuses every transaction with
+// EXECABORT once it is at maxmemory under noeviction, while plain reads still
+// work, and a consumer must be able to catch up then.
 package redistransport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -87,6 +102,9 @@ type Transport struct {
 	mu     sync.Mutex
 	closed bool
 	subs   map[*subscription]struct{}
+
+	stopCheck context.CancelFunc // ends the memory policy check (Close)
+	checks    sync.WaitGroup     // the memory policy check's goroutine
 
 	stats counters
 }
@@ -121,9 +139,12 @@ func (t *Transport) Stats() Stats {
 	}
 }
 
-// New returns a transport on rdb. It does no I/O: the publish script is
-// loaded on first use. Invalid options are all reported in one error
-// wrapping transport.ErrInvalidOption.
+// New returns a transport on rdb. It does not wait for Redis: the publish
+// script is loaded on first use, and the only other I/O is one background
+// CONFIG GET maxmemory-policy (bounded by policyCheckTimeout, ended by
+// Close), which logs a warning when the policy lets Redis evict keys (see
+// checkPolicy). Invalid options are all reported in one error wrapping
+// transport.ErrInvalidOption.
 func New(rdb redis.UniversalClient, opts ...Option) (*Transport, error) {
 	if rdb == nil {
 		return nil, fmt.Errorf("redistransport: %w: nil redis client", transport.ErrInvalidOption)
@@ -141,7 +162,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Transport, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Transport{
+	t := &Transport{
 		rdb:          rdb,
 		cfg:          cfg,
 		log:          log,
@@ -149,7 +170,45 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Transport, error) {
 		consumerBase: cfg.namespace + ":consumer:",
 		maxLenArg:    cfg.maxLen,
 		subs:         make(map[*subscription]struct{}),
-	}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), policyCheckTimeout)
+	t.stopCheck = cancel
+	t.checks.Add(1)
+	go func() {
+		defer t.checks.Done()
+		defer cancel()
+		t.checkPolicy(ctx)
+	}()
+	return t, nil
+}
+
+// policyCheckTimeout bounds the memory policy check New starts. (go-redis
+// gives up a read only after its ReadTimeout, 3 s by default, unless the
+// client sets ContextTimeoutEnabled: Close waits for that much at most.)
+const policyCheckTimeout = 2 * time.Second
+
+// checkPolicy warns, through the transport's logger, when Redis's
+// maxmemory-policy is not noeviction: once maxmemory is reached, Redis then
+// evicts keys rather than refuse writes. It says nothing when the policy
+// cannot be read (a user without the right to CONFIG GET, NOPERM; a proxy or
+// managed Redis that hides CONFIG; any other error or the timeout): the check
+// is advice, never a condition to run.
+func (t *Transport) checkPolicy(ctx context.Context) {
+	m, err := t.rdb.ConfigGet(ctx, "maxmemory-policy").Result()
+	policy := m["maxmemory-policy"]
+	if err != nil || policy == "" || policy == "noeviction" {
+		return
+	}
+	var risk string
+	if strings.HasPrefix(policy, "volatile-") {
+		risk = "only keys with a TTL are evicted: durabus's logs, meta hashes and checkpoints have none, " +
+			"but idempotency keys (WithIdempotency) can go before their window ends, and a retried publish is then written twice"
+	} else {
+		risk = "Redis can evict a topic's log (its events are lost), its meta hash (a new epoch: subscribers resync " +
+			"and report the change), idempotency keys, and durable consumers' checkpoints (a consumer restarts from its start position)"
+	}
+	t.log.Warn("redistransport: Redis maxmemory-policy is "+policy+", not noeviction; at maxmemory "+risk+
+		"; see docs/operations.md (Memory: maxmemory-policy)", "maxmemory-policy", policy)
 }
 
 // Keys returns the Redis key of topic's log, its meta hash and its channel
@@ -186,8 +245,9 @@ func (t *Transport) isClosed() bool {
 func errClosed(op string) error { return fmt.Errorf("redistransport: %s: %w", op, transport.ErrClosed) }
 
 // Close ends every subscription (their Err becomes transport.ErrClosed) and
-// waits for their goroutines. After Close every method returns an error
-// wrapping transport.ErrClosed, Close included. The Redis client stays open.
+// the memory policy check of New, and waits for their goroutines. After
+// Close every method returns an error wrapping transport.ErrClosed, Close
+// included. The Redis client stays open.
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	if t.closed {
@@ -195,6 +255,7 @@ func (t *Transport) Close() error {
 		return errClosed("close")
 	}
 	t.closed = true
+	t.stopCheck()
 	subs := make([]*subscription, 0, len(t.subs))
 	for s := range t.subs {
 		subs = append(subs, s)
@@ -206,6 +267,7 @@ func (t *Transport) Close() error {
 	for _, s := range subs {
 		s.wg.Wait()
 	}
+	t.checks.Wait()
 	return nil
 }
 
