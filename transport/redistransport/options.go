@@ -135,8 +135,9 @@ func WithShardedPubSub(on bool) Option { return func(c *config) { c.sharded = on
 func WithSeekSkew(d time.Duration) Option { return func(c *config) { c.seekSkew = d } }
 
 // WithLogger sets the logger for junk backlog entries, connection trouble
-// and New's warning about a maxmemory-policy that evicts keys. Default:
-// silent.
+// and New's warning about a maxmemory-policy that evicts keys (each said
+// once, at warn level). Default: slog.Default(), so that such trouble is
+// never invisible; pass a logger with slog.DiscardHandler to silence it.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 func (c *config) validate() error {

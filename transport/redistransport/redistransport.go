@@ -160,7 +160,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Transport, error) {
 	}
 	log := cfg.logger
 	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+		log = slog.Default()
 	}
 	t := &Transport{
 		rdb:          rdb,
