@@ -24,6 +24,10 @@
 //	ns:topics          ZSet     topic -> last publish time, Unix ms (client clock);
 //	                            written beside the script (another slot)
 //	ns:consumer:<name> Hash     topic -> Position.String() of a durable consumer
+//	ns:owner:{ns:consumer:<name>}
+//	                   Hash     its record and lease, in the checkpoint hash's
+//	                            slot (see consumer.go): "name", "created",
+//	                            "holder", "until", "token", "t:<topic>"
 //
 // # Live frames
 //
