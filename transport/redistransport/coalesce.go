@@ -5,127 +5,199 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/durabus/durabus/transport"
 )
 
-// ErrUnknownOutcome is wrapped (beside the caller's ctx error) by Publish
-// when the caller's ctx ended after its event had been handed to Redis in a
-// coalesced pipeline: the event may or may not be in the log. With
-// WithIdempotency, publishing it again with the same ID is safe.
+// ErrUnknownOutcome is wrapped by the error of Publish, and of
+// PublishBatch's *transport.BatchError, when the event may have been
+// written: the call was sent and its reply was lost (read timeout, broken
+// connection, an unexpected reply), or ctx ended after the event was handed
+// to Redis. errors.Is finds the cause beside it (ctx.Err(), the network
+// error).
+//
+// What to do: the event may be in the log, or not. With WithIdempotency,
+// publish the same Message (same ID) again within the window: if the first
+// one was written, that writes nothing and returns its position. Without
+// the window, publishing it again may log it twice, under two seqs
+// (subscribers that dedupe by ID, like the bus's Dedupe middleware, see it
+// once); not publishing it again may lose it.
+//
+// An error that does not wrap ErrUnknownOutcome means the event was not
+// written, and publishing it again is safe.
 var ErrUnknownOutcome = errors.New("redistransport: publish outcome unknown")
 
 // Coalescing of concurrent Publish calls.
 //
-// There is no writer goroutine. A Publish that finds no flush under way
-// becomes the leader: it takes its own event and everything queued so far,
-// sends them in one pipeline (one script call per topic, so the call's fixed
-// cost in Redis is shared), hands the results to the waiting callers and,
-// if more arrived meanwhile, passes the lead to the first of them. A lone
-// publisher therefore flushes at once, with no added latency and no
-// goroutine switch; under load, the events that arrive during one round trip
-// leave together in the next. Up to maxFlushes pipelines are in flight at
-// once, so Redis works on one while the client parses the other.
+// A lone Publish whose ctx cannot end (context.Background, WithoutCancel)
+// sends its event at once, from its own goroutine: no added latency and no
+// goroutine switch. Any other call waits for its result or for its ctx,
+// whichever comes first, while another goroutine does the sending (go-redis
+// does not give up a read when a ctx ends): a lone call is handed to an
+// idle sender goroutine, or a new one, which sends it at once, and
+// concurrent calls queue. A sender or flusher holds one of maxFlushes
+// slots; it sends what is queued in one pipeline (one script call per
+// topic, so the call's fixed cost in Redis is shared), sets the results,
+// and goes on while the queue is not empty. Under load, the events that
+// arrive during one round trip leave together in the next, and up to
+// maxFlushes pipelines are in flight at once, so Redis works on one while
+// the client parses the other.
 //
-// Order: events of one caller are in the order of its calls (each call
-// returns after its event is written). Events of concurrent callers have no
-// order among themselves, as before.
+// The hand-over costs a lone call with a ctx that can end two goroutine
+// wake-ups, which wake the thread of an idle P: BenchmarkPublishCost's
+// Publish/Ctx/1goroutine took about 50 % more client CPU than
+// Publish/Background/1goroutine (35 against 53 µs per event, most of it the
+// runtime's spinning; GOMAXPROCS=1 shows none of it) and about 20 % more
+// time per call, on a loaded 2-core machine. A sender lives on for
+// senderIdle after its call, so that a steady publisher does not start a
+// goroutine, and grow its stack, per call (that saved about 15 % of the
+// extra CPU).
+//
+// Order: events of one caller are in the order of its calls, as long as
+// each call returns with its outcome known (a call that returned early,
+// with ErrUnknownOutcome, may still be written after the caller's next
+// event). Events of concurrent callers have no order among themselves.
 //
 // Cancellation: a caller whose ctx ends while its event is still queued
-// leaves the queue and its event is never written. A caller whose ctx ends
-// after its event was taken into a pipeline returns at once with an error
-// wrapping ErrUnknownOutcome and ctx.Err(); the event may be in the log.
-// Its Data is copied into the pipeline, so the caller may reuse it at once.
+// leaves the queue and its event is never written (a plain ctx error). A
+// caller whose ctx ends after its event was taken by a flusher returns at
+// once with an error wrapping ErrUnknownOutcome and ctx.Err(); the event
+// may be in the log. Data is copied before the call can return early, so
+// the caller may reuse it at once.
 
 // maxFlushes is the number of coalesced pipelines in flight at once.
 const maxFlushes = 4
 
-// maxCoalesce bounds the events one leader takes (the rest wait for the
+// maxCoalesce bounds the events one flush takes (the rest wait for the
 // next flush).
 const maxCoalesce = 4 * maxCallEvents
+
+// maxKeptBuf is the largest copy buffer a pooled request keeps.
+const maxKeptBuf = 64 << 10
 
 type pubState uint8
 
 const (
 	stQueued  pubState = iota // in writer.queue
-	stLead                    // picked to lead the next flush
-	stSending                 // taken into a pipeline
+	stSending                 // taken by a flusher
 	stDone                    // result set
-	stGone                    // caller left (ctx ended while queued)
+	stGone                    // caller left while queued: never sent
+	stLeft                    // caller left while sending: result unread
 )
 
 // pubReq is one waiting Publish call.
 type pubReq struct {
 	ctx   context.Context
-	msg   transport.Message
+	msg   transport.Message // Data is buf: the caller's is not used
+	buf   []byte
 	pos   transport.Position
 	err   error
 	state pubState      // guarded by writer.mu
-	wake  chan struct{} // one token: result ready, or lead
+	wake  chan struct{} // one token: result ready
 }
 
 type writer struct {
 	mu      sync.Mutex
-	queue   []*pubReq
-	flushes int // pipelines being sent by leaders
+	queue   []*pubReq // all stQueued
+	flushes int       // slots held: flushers, and lone calls sending inline
+	closed  bool      // no goroutine starts any more (waitPublishes)
+	wg      sync.WaitGroup
+
+	work chan *pubReq  // a lone call for an idle sender
+	quit chan struct{} // closed by waitPublishes: idle senders end
+
+	policyOnce sync.Once
+	retry      retryPolicy // see Transport.policy
 }
 
 var reqPool = sync.Pool{New: func() any { return &pubReq{wake: make(chan struct{}, 1)} }}
 
-// publishOne is Publish after validation: coalesced with concurrent calls.
-func (t *Transport) publishOne(ctx context.Context, msg transport.Message) (transport.Position, error) {
-	w := &t.w
-	w.mu.Lock()
-	if w.flushes < maxFlushes && len(w.queue) == 0 {
-		// Nothing queued and room for a flush: send at once, alone.
-		w.flushes++
-		w.mu.Unlock()
-		pos, err := t.publishSingle(ctx, msg)
-		t.handOff()
-		return pos, err
-	}
+// newReq returns a request for msg, with a copy of its Data.
+func newReq(ctx context.Context, msg transport.Message, st pubState) *pubReq {
 	r := reqPool.Get().(*pubReq)
-	r.ctx, r.msg, r.state = ctx, msg, stQueued
-	w.queue = append(w.queue, r)
-	w.mu.Unlock()
-	for {
-		select {
-		case <-r.wake:
-		case <-ctx.Done():
-			w.mu.Lock()
-			switch r.state {
-			case stQueued:
-				w.remove(r)
-				r.state = stGone
-				w.mu.Unlock()
-				r.release()
-				return transport.Position{}, fmt.Errorf("redistransport: publish to %q: not sent: %w", msg.Topic, ctx.Err())
-			case stSending:
-				// The leader still holds r; it is not reused.
-				w.mu.Unlock()
-				return transport.Position{}, fmt.Errorf("redistransport: publish to %q: %w (it may be in the log): %w",
-					msg.Topic, ErrUnknownOutcome, ctx.Err())
-			}
-			w.mu.Unlock()
-			<-r.wake // stLead or stDone: the token is on its way
-		}
-		w.mu.Lock()
-		st := r.state
-		w.mu.Unlock()
-		if st == stLead {
-			// Lead a flush of the queue (r is in it unless it left).
-			t.lead(r)
-			continue // wait for r's own result if it was not in that flush
-		}
-		pos, err := r.pos, r.err
-		r.release()
-		return pos, err
-	}
+	r.ctx, r.msg, r.state = ctx, msg, st
+	r.buf = append(r.buf[:0], msg.Data...)
+	r.msg.Data = r.buf
+	return r
 }
 
 func (r *pubReq) release() {
 	r.ctx, r.msg, r.pos, r.err = nil, transport.Message{}, transport.Position{}, nil
+	if cap(r.buf) > maxKeptBuf {
+		r.buf = nil
+	}
 	reqPool.Put(r)
+}
+
+// publishOne is Publish after validation: coalesced with concurrent calls.
+func (t *Transport) publishOne(ctx context.Context, msg transport.Message) (transport.Position, error) {
+	if err := ctx.Err(); err != nil {
+		return transport.Position{}, notSentErr(msg.Topic, err)
+	}
+	w := &t.w
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return transport.Position{}, errClosed("publish")
+	}
+	if w.flushes < maxFlushes && len(w.queue) == 0 {
+		// Nothing queued and room for a flush: send at once, alone.
+		w.flushes++
+		if ctx.Done() == nil {
+			// Nothing to wait for but the reply: send from this goroutine.
+			w.mu.Unlock()
+			pos, err := t.publishSingle(ctx, msg)
+			t.freeSlot()
+			return pos, err
+		}
+		r := newReq(ctx, msg, stSending)
+		if w.work == nil {
+			w.work, w.quit = make(chan *pubReq), make(chan struct{})
+		}
+		select {
+		case w.work <- r: // an idle sender takes it
+		default:
+			w.wg.Add(1)
+			go t.sender(r)
+		}
+		w.mu.Unlock()
+		return t.await(r)
+	}
+	r := newReq(ctx, msg, stQueued)
+	w.queue = append(w.queue, r)
+	w.mu.Unlock()
+	return t.await(r)
+}
+
+// await waits for r's result, or for its ctx.
+func (t *Transport) await(r *pubReq) (transport.Position, error) {
+	w := &t.w
+	select {
+	case <-r.wake:
+	case <-r.ctx.Done():
+		topic, err := r.msg.Topic, r.ctx.Err()
+		w.mu.Lock()
+		switch r.state {
+		case stQueued:
+			w.remove(r)
+			r.state = stGone
+			w.mu.Unlock()
+			r.release()
+			return transport.Position{}, notSentErr(topic, err)
+		case stSending:
+			// The flusher still holds r; it is not reused.
+			r.state = stLeft
+			w.mu.Unlock()
+			return transport.Position{}, fmt.Errorf("redistransport: publish to %q: %w (the event may be in the log): %w",
+				topic, ErrUnknownOutcome, err)
+		}
+		w.mu.Unlock()
+		<-r.wake // stDone: the token is on its way
+	}
+	pos, err := r.pos, r.err
+	r.release()
+	return pos, err
 }
 
 // remove takes r out of the queue. w.mu is held.
@@ -141,76 +213,100 @@ func (w *writer) remove(r *pubReq) {
 	}
 }
 
-// lead is called by me, a queued request woken to lead: it holds a flush
-// slot (w.flushes counts it). It sends me and what is queued with it, sets
-// their results, then passes the slot to the next waiter or gives it back.
-func (t *Transport) lead(me *pubReq) {
+// senderIdle is how long a sender goroutine waits for another lone call
+// before it ends.
+const senderIdle = 100 * time.Millisecond
+
+// sender sends r, a lone call that holds a new slot, then flushes what
+// queued meanwhile, then waits a while for another lone call: a goroutine
+// that lives on costs a lone call less than a new one (its stack has grown
+// to what go-redis needs).
+func (t *Transport) sender(r *pubReq) {
 	w := &t.w
-	w.mu.Lock()
-	// Take the queued requests, oldest first, but not those another leader
-	// picked to lead a flush of their own.
-	batch := []*pubReq{me}
-	keep := w.queue[:0]
-	for _, q := range w.queue {
-		switch {
-		case q == me:
-		case q.state == stQueued && len(batch) < maxCoalesce:
-			batch = append(batch, q)
-		default:
-			keep = append(keep, q)
+	defer w.wg.Done()
+	idle := time.NewTimer(senderIdle)
+	defer idle.Stop()
+	for {
+		r.pos, r.err = t.publishSingle(r.ctx, r.msg)
+		t.finish([]*pubReq{r})
+		t.flushLoop()
+		idle.Reset(senderIdle)
+		select {
+		case r = <-w.work:
+		case <-idle.C:
+			return
+		case <-w.quit:
+			return
 		}
-	}
-	clear(w.queue[len(keep):])
-	w.queue = keep
-	for _, r := range batch {
-		r.state = stSending
-	}
-	w.mu.Unlock()
-
-	t.flush(batch)
-
-	w.mu.Lock()
-	for _, r := range batch {
-		r.state = stDone
-	}
-	next := w.nextLeaderLocked()
-	w.mu.Unlock()
-	for _, r := range batch {
-		if r != me {
-			r.wake <- struct{}{}
-		}
-	}
-	if next != nil {
-		next.wake <- struct{}{}
-	}
-	me.wake <- struct{}{} // me's result is set: its loop returns it
-}
-
-// handOff gives up the caller's flush slot: to the oldest queued request,
-// woken to lead the next flush, or back to the pool when nothing waits. The
-// caller returns at once either way: no caller waits for a flush of events
-// that are not its own.
-func (t *Transport) handOff() {
-	w := &t.w
-	w.mu.Lock()
-	next := w.nextLeaderLocked()
-	w.mu.Unlock()
-	if next != nil {
-		next.wake <- struct{}{}
 	}
 }
 
-// nextLeaderLocked picks the oldest queued request not already picked by
-// another leader and marks it to lead; with none, it frees the slot.
-func (w *writer) nextLeaderLocked() *pubReq {
-	for _, q := range w.queue {
-		if q.state == stQueued {
-			q.state = stLead
-			return q
+// freeSlot gives up the slot of a lone call that sent inline: to a new
+// flusher when requests are queued, back to the pool otherwise. The caller
+// returns at once either way.
+func (t *Transport) freeSlot() {
+	w := &t.w
+	w.mu.Lock()
+	if len(w.queue) == 0 {
+		w.flushes--
+		w.mu.Unlock()
+		return
+	}
+	if w.closed { // no new goroutine: flush from this one
+		w.mu.Unlock()
+		t.flushLoop()
+		return
+	}
+	w.wg.Add(1)
+	w.mu.Unlock()
+	go func() {
+		defer w.wg.Done()
+		t.flushLoop()
+	}()
+}
+
+// flushLoop, run by the holder of a slot, flushes the queue until it is
+// empty, then gives the slot back.
+func (t *Transport) flushLoop() {
+	w := &t.w
+	for {
+		w.mu.Lock()
+		n := min(len(w.queue), maxCoalesce)
+		if n == 0 {
+			w.flushes--
+			w.mu.Unlock()
+			return
+		}
+		batch := make([]*pubReq, n)
+		copy(batch, w.queue)
+		for _, r := range batch {
+			r.state = stSending
+		}
+		rest := copy(w.queue, w.queue[n:])
+		clear(w.queue[rest:])
+		w.queue = w.queue[:rest]
+		w.mu.Unlock()
+
+		t.flush(batch)
+		t.finish(batch)
+	}
+}
+
+// finish hands their results to the callers of batch that still wait.
+func (t *Transport) finish(batch []*pubReq) {
+	w := &t.w
+	waiting := batch[:0]
+	w.mu.Lock()
+	for _, r := range batch {
+		if r.state == stSending {
+			r.state = stDone
+			waiting = append(waiting, r)
 		}
 	}
-	w.flushes--
-	return nil
+	w.mu.Unlock()
+	for _, r := range waiting {
+		r.wake <- struct{}{} // r may be released and reused from here on
+	}
 }
 
 // flush publishes batch in one pipeline and sets each request's result.
@@ -221,21 +317,24 @@ func (t *Transport) flush(batch []*pubReq) {
 	var ctx context.Context
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
-			r.err = fmt.Errorf("redistransport: publish to %q: not sent: %w", r.msg.Topic, err)
+			r.err = notSentErr(r.msg.Topic, err)
 			continue
 		}
 		if ctx == nil {
 			// The pipeline must not fail for the others when this caller
-			// gives up: keep ctx's values, drop its cancellation. go-redis's
-			// read and write timeouts still bound the round trip.
+			// gives up: keep ctx's values, drop its cancellation. Each
+			// caller waits on its own ctx; go-redis's read and write
+			// timeouts bound the round trip.
 			ctx = context.WithoutCancel(r.ctx)
 		}
-		m := r.msg
-		m.Data = append([]byte(nil), m.Data...) // the caller may leave early
-		msgs = append(msgs, m)
+		msgs = append(msgs, r.msg)
 		reqs = append(reqs, r)
 	}
-	if len(msgs) == 0 {
+	switch len(msgs) {
+	case 0:
+		return
+	case 1:
+		reqs[0].pos, reqs[0].err = t.publishSingle(ctx, msgs[0])
 		return
 	}
 	groups := t.group(msgs, nil)
@@ -269,4 +368,31 @@ func (t *Transport) group(msgs []transport.Message, skip map[int]bool) [][]int {
 		sizes[g] += len(msgs[i].Data)
 	}
 	return order
+}
+
+// start counts a new sending goroutine, unless waitPublishes ran.
+func (w *writer) start() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return false
+	}
+	w.wg.Add(1)
+	return true
+}
+
+// waitPublishes makes every later Publish fail with transport.ErrClosed,
+// ends the idle senders and waits for the goroutines that send publishes
+// (bounded by the client's timeouts). For Close.
+func (t *Transport) waitPublishes() {
+	w := &t.w
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		if w.quit != nil {
+			close(w.quit)
+		}
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
 }

@@ -5,10 +5,14 @@ import (
 	"crypto/sha1"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -164,9 +168,51 @@ redis.call(ARGV[2], ARGV[1], 'v1 ' .. epoch .. ' ' .. seq .. ' 1\n' .. sid .. ' 
 return {epoch, seq, sid}
 `
 
+// rollbackScript writes a rollback marker into a topic's log: an entry
+// without "e" (so that versions that do not know markers skip it as junk),
+// with "seq" the topic's current seq and "rb" = "<epoch> <from> <to>". It
+// writes nothing and returns 0 when the topic's epoch is no longer the one
+// of the rollback (followers see the epoch change instead).
+//
+// The caller knows From from the reply that revealed the rollback; a reply
+// of an earlier reused seq may still be on its way (pipelines in flight
+// finish in any order), so the script lowers From to the seq of the first
+// event logged after the last stream id acknowledged before the rollback:
+// every event after that id with a seq at or below To reused a seq.
+//
+// KEYS[1] log, KEYS[2] meta. ARGV[1] epoch, ARGV[2] From, ARGV[3] To,
+// ARGV[4] the highest stream id acknowledged before the rollback, ARGV[5]
+// MAXLEN (0: none). Returns {marker stream id, From}.
+const rollbackScript = `
+local meta = redis.call('HMGET', KEYS[2], 'epoch', 'seq')
+if meta[1] ~= ARGV[1] then return 0 end
+local from = tonumber(ARGV[2])
+local later = redis.call('XRANGE', KEYS[1], '(' .. ARGV[4], '+', 'COUNT', 16)
+for _, entry in ipairs(later) do
+  local f = entry[2]
+  local s, e
+  for i = 1, #f, 2 do
+    if f[i] == 'seq' then s = tonumber(f[i + 1]) elseif f[i] == 'e' then e = true end
+  end
+  if s and e then
+    if s < from then from = s end
+    break
+  end
+end
+local rb = ARGV[1] .. ' ' .. string.format('%d', from) .. ' ' .. ARGV[3]
+local id
+if ARGV[5] ~= '0' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'seq', meta[2] or '0', 'rb', rb)
+else
+  id = redis.call('XADD', KEYS[1], '*', 'seq', meta[2] or '0', 'rb', rb)
+end
+return {id, from}
+`
+
 var (
-	publishSHA = scriptSHA(publishScript)
-	singleSHA  = scriptSHA(singleScript)
+	publishSHA  = scriptSHA(publishScript)
+	singleSHA   = scriptSHA(singleScript)
+	rollbackSHA = scriptSHA(rollbackScript)
 )
 
 func scriptSHA(s string) string {
@@ -195,12 +241,193 @@ const (
 // once, whatever the interval.
 const indexInterval = time.Second
 
+// Sending a script call at most once.
+//
+// go-redis sends a command again when its reply was lost (read timeout,
+// broken connection: MaxRetries, 3 by default). For a publish script that
+// is a second run, which writes the events again under new seqs; and the
+// error it finally returns (say, a refused dial on the last attempt) no
+// longer tells whether an earlier attempt ran. So the script calls are
+// marked NoRetry (go-redis's per-command opt-out, which leaves the caller's
+// client and its other commands alone), and the transport retries by itself
+// only the failures that prove the script did not run (see retryable), with
+// the client's own MaxRetries and backoff. A lost reply is returned as
+// ErrUnknownOutcome. This costs nothing per call; a script-side nonce (the
+// other way to absorb go-redis's retries) costs a key write per call and
+// still leaves the final error ambiguous.
+
+// onceCmd is a script call that go-redis must not send a second time.
+type onceCmd struct{ *redis.Cmd }
+
+// NoRetry implements redis.Cmder: go-redis does not retry the command, in a
+// pipeline neither the pipeline.
+func (onceCmd) NoRetry() bool { return true }
+
+var _ redis.Cmder = onceCmd{}
+
+// processor runs a command: a client, or a pipeline that queues it.
+type processor interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+}
+
+// evalOnce runs (on a pipeline: queues) EVALSHA of the script whose SHA1 is
+// sha, or EVAL of script when eval is set, as a onceCmd.
+func evalOnce(ctx context.Context, p processor, eval bool, sha, script string, keys []string, args []any) *redis.Cmd {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	if eval {
+		a = append(a, "eval", script, len(keys))
+	} else {
+		a = append(a, "evalsha", sha, len(keys))
+	}
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	a = append(a, args...)
+	cmd := redis.NewCmd(ctx, a...)
+	cmd.SetFirstKeyPos(3)
+	_ = p.Process(ctx, onceCmd{cmd})
+	return cmd
+}
+
+// refusedCodes are the Redis error replies that mean a publish script wrote
+// nothing: Redis refused the call before running it (NOSCRIPT, LOADING,
+// BUSY, MASTERDOWN, the cluster's redirections and CLUSTERDOWN/TRYAGAIN,
+// authentication), or the script failed at its first write, which Redis
+// checks before anything else is written (OOM, READONLY, MISCONF,
+// NOREPLICAS: the scripts read before they write, and these states do not
+// change during a script). Any other error reply, NOPERM included (a
+// missing right on PUBLISH fails after the XADD), may come after a write.
+var refusedCodes = map[string]bool{
+	"NOSCRIPT": true, "LOADING": true, "BUSY": true, "MASTERDOWN": true,
+	"MOVED": true, "ASK": true, "CROSSSLOT": true, "CLUSTERDOWN": true, "TRYAGAIN": true,
+	"NOAUTH": true, "WRONGPASS": true,
+	"OOM": true, "READONLY": true, "MISCONF": true, "NOREPLICAS": true,
+}
+
+// refused reports whether err proves that a publish script did not run:
+// nothing was sent (no connection from the pool, a refused dial, a closed
+// client), or Redis refused the call before any write (refusedCodes).
+// Every other error (a read or write timeout, a broken connection, a
+// context error from go-redis, an unknown reply) may come after the script
+// ran.
+func refused(err error) bool {
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		code, _, _ := strings.Cut(msg, " ")
+		return refusedCodes[code] || strings.HasPrefix(msg, "ERR max number of clients")
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted) || errors.Is(err, redis.ErrClosed)
+}
+
+// retryable reports whether a failed script call is worth sending again: it
+// did not run (refused) and the cause may pass (the go-redis retry cases
+// that are safe for a write).
+func retryable(err error) bool {
+	if err == nil || !refused(err) {
+		return false
+	}
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return !errors.Is(err, redis.ErrClosed) // no connection yet
+	}
+	msg := rerr.Error()
+	code, _, _ := strings.Cut(msg, " ")
+	switch code {
+	case "LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS":
+		return true
+	}
+	return strings.HasPrefix(msg, "ERR max number of clients")
+}
+
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
+
+// retryPolicy is how often, and after what pause, the transport sends a
+// refused script call again: the client's MaxRetries and retry backoff, so
+// that a publish is as patient as any other command of the client.
+type retryPolicy struct {
+	max      int
+	min, cap time.Duration
+}
+
+func policyOf(rdb redis.UniversalClient) retryPolicy {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		o := c.Options()
+		return retryPolicy{o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff}
+	case *redis.ClusterClient:
+		o := c.Options()
+		return retryPolicy{max(o.MaxRedirects, 0), o.MinRetryBackoff, o.MaxRetryBackoff}
+	case *redis.Ring:
+		o := c.Options()
+		return retryPolicy{max(o.MaxRetries, 0), o.MinRetryBackoff, o.MaxRetryBackoff}
+	}
+	return retryPolicy{3, 10 * time.Millisecond, time.Second} // go-redis's defaults
+}
+
+// backoff returns the pause before retry n (from 0): exponential with
+// jitter, as go-redis does.
+func (p retryPolicy) backoff(n int) time.Duration {
+	if p.min <= 0 {
+		return 0
+	}
+	d := p.min << min(n, 20)
+	d = p.min + rand.N(d)
+	return min(d, p.cap)
+}
+
+// policy returns t's retry policy, read from the client once.
+func (t *Transport) policy() retryPolicy {
+	t.w.policyOnce.Do(func() { t.w.retry = policyOf(t.rdb) })
+	return t.w.retry
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// publishErr turns the error of a script call into the caller's: one that
+// wraps ErrUnknownOutcome unless err proves the script did not run.
+func publishErr(topic string, err error) error {
+	if refused(err) {
+		return wrapErr("publish to", topic, err)
+	}
+	return unknownErr(topic, err)
+}
+
+// unknownErr is the error of a call whose script may have run.
+func unknownErr(topic string, err error) error {
+	return fmt.Errorf("%w (the event may be in the log): %w", ErrUnknownOutcome, wrapErr("publish to", topic, err))
+}
+
+// notSentErr is the error of a call that ended before it was sent.
+func notSentErr(topic string, err error) error {
+	return fmt.Errorf("redistransport: publish to %q: not sent: %w", topic, err)
+}
+
 // call is one script invocation: events of one topic, by index in the
 // caller's slice.
 type call struct {
 	topic string
 	idx   []int
 	cmd   *redis.Cmd
+	eval  bool   // send EVAL (the script was not loaded)
+	sent  ackRef // the topic's highest acknowledgement before sending
 }
 
 // check validates msg before anything is sent.
@@ -215,14 +442,12 @@ func (t *Transport) check(msg *transport.Message) error {
 	return nil
 }
 
-// appendPublish appends to p one script call that publishes msgs[idx...],
-// which all belong to topic, in order. This is the unit a coalescing
-// publisher batches: any number of calls (for any topics) can share one
-// pipeline; calls of one topic keep their order.
-func (t *Transport) appendPublish(ctx context.Context, p redis.Pipeliner, topic string, msgs []transport.Message, idx []int) *call {
-	c := &call{topic: topic, idx: idx}
-	c.cmd = p.EvalSha(ctx, publishSHA, t.scriptKeys(topic), t.scriptArgs(topic, msgs, idx)...)
-	return c
+// appendPublish appends to p the script call c (events msgs[c.idx...], all
+// of topic c.topic, in order). This is the unit a coalescing publisher
+// batches: any number of calls (for any topics) can share one pipeline;
+// calls of one topic keep their order.
+func (t *Transport) appendPublish(ctx context.Context, p processor, msgs []transport.Message, c *call) {
+	c.cmd = evalOnce(ctx, p, c.eval, publishSHA, publishScript, t.scriptKeys(c.topic), t.scriptArgs(c.topic, msgs, c.idx))
 }
 
 // scriptKeys returns the scripts' KEYS of topic (shared: not to be changed).
@@ -257,17 +482,20 @@ func salt() string {
 }
 
 // topicState is what a transport keeps per topic it publishes to: when it
-// last indexed it, and its Redis names, built once rather than per publish.
+// last indexed it, its Redis names, built once rather than per publish, and
+// the highest position it saw acknowledged.
 type topicState struct {
 	indexed atomic.Int64 // last ZADD to ns:topics, Unix ms; 0: due
 	keys    []string     // the scripts' KEYS: log, meta
 	channel any          // the channel name, boxed for go-redis's arguments
 	idemKey string       // prefix of the idempotency keys
+	acks    acks         // rollback detection
 }
 
 // maxTopicStates bounds the per-topic states kept; beyond it they are all
 // dropped and rebuilt as topics are published to again (an extra ZADD per
-// topic), so a publisher to ever new topics keeps bounded memory.
+// topic, and rollbacks of the dropped topics' past acknowledgements go
+// unseen), so a publisher to ever new topics keeps bounded memory.
 const maxTopicStates = 100_000
 
 // state returns topic's state, making it on first use.
@@ -302,16 +530,34 @@ func (t *Transport) indexDue(topic string, now int64) bool {
 func (t *Transport) forgetIndex(topic string) { t.state(topic).indexed.Store(0) }
 
 // Publish appends msg to its topic's backlog and publishes it live, in one
-// script call, and returns its position once Redis has executed it. When
-// the reply is lost, go-redis may retry, which can write the event twice
-// (with two seqs) unless WithIdempotency is on.
+// script call, and returns its position once Redis has executed it.
 //
-// Concurrent calls are coalesced: the events that arrive while a pipeline is
-// in flight leave together in the next one, one script call per topic. A
-// lone call is sent at once. When ctx ends while the event is still queued
-// it is not written; when ctx ends after it was sent, Publish returns at
-// once with an error wrapping ErrUnknownOutcome and ctx.Err(), and the event
-// may be in the log (see coalesce.go).
+// Outcomes, and what to do on each:
+//
+//   - nil error: the event is in the log at the returned position.
+//   - an error wrapping ErrUnknownOutcome: the event may be in the log, or
+//     not. This is the error when the reply was lost after the call was sent
+//     (read timeout, broken connection) and when ctx ended after the event
+//     was handed to Redis; errors.Is also finds the cause (ctx.Err(), the
+//     network error). With WithIdempotency, publish the same Message (same
+//     ID) again: if the first one was written, that returns its position
+//     and writes nothing; without the window, publishing it again may log
+//     it twice, under two seqs (subscribers that dedupe by ID see it once).
+//   - any other error: the event was not written (invalid topic,
+//     transport.ErrTooLarge, ctx ended before sending, no connection, a
+//     call Redis refused before running it). Publishing again is safe.
+//
+// The transport never sends a publish script twice by itself: go-redis's
+// retry of a command whose reply was lost is turned off for the script
+// call (only for it; the client is not changed), and only failures that
+// prove the script did not run (a refused dial, LOADING, READONLY, ...) are
+// retried, as often as the client's MaxRetries allows.
+//
+// Publish returns when ctx ends, at once, whatever the client's timeouts.
+// Concurrent calls are coalesced: the events that arrive while pipelines
+// are in flight leave together in the next one, one script call per topic.
+// A lone call is sent at once. Data is copied when the call may return
+// before it is sent, so the caller may reuse it once Publish returns.
 func (t *Transport) Publish(ctx context.Context, msg transport.Message) (transport.Position, error) {
 	if t.isClosed() {
 		return transport.Position{}, errClosed("publish")
@@ -322,10 +568,9 @@ func (t *Transport) Publish(ctx context.Context, msg transport.Message) (transpo
 	return t.publishOne(ctx, msg)
 }
 
-// publishSingle publishes one valid message with the caller's ctx. The
-// common case (the topic exists, its index entry is fresh, no idempotency
-// window and no age limit) runs singleScript; everything else the full
-// script.
+// publishSingle publishes one valid message with ctx. The common case (the
+// topic exists, its index entry is fresh, no idempotency window and no age
+// limit) runs singleScript; everything else the full script.
 func (t *Transport) publishSingle(ctx context.Context, msg transport.Message) (transport.Position, error) {
 	if t.cfg.idemWindow == 0 && t.cfg.maxAge == 0 && !t.indexDue(msg.Topic, time.Now().UnixMilli()) {
 		pos, ok, err := t.publishLean(ctx, msg)
@@ -345,15 +590,25 @@ func (t *Transport) publishSingle(ctx context.Context, msg transport.Message) (t
 // written, when the topic has no epoch yet: the full script must run.
 func (t *Transport) publishLean(ctx context.Context, msg transport.Message) (transport.Position, bool, error) {
 	st := t.state(msg.Topic)
-	keys := st.keys
 	args := []any{st.channel, t.pubCmd(), t.maxLenArg, msg.Data}
-	cmd := t.rdb.EvalSha(ctx, singleSHA, keys, args...)
-	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-		cmd = t.rdb.Eval(ctx, singleScript, keys, args...)
-	}
-	res, err := cmd.Result()
-	if err != nil {
-		return transport.Position{}, false, wrapErr("publish to", msg.Topic, err)
+	sent := st.acks.snapshot()
+	eval := false
+	var res any
+	for retries := 0; ; {
+		var err error
+		res, err = evalOnce(ctx, t.rdb, eval, singleSHA, singleScript, st.keys, args).Result()
+		if err == nil {
+			break
+		}
+		if isNoScript(err) && !eval {
+			eval = true
+			continue
+		}
+		if p := t.policy(); retryable(err) && retries < p.max && sleep(ctx, p.backoff(retries)) {
+			retries++
+			continue
+		}
+		return transport.Position{}, false, publishErr(msg.Topic, err)
 	}
 	if n, isInt := res.(int64); isInt && n == 0 {
 		return transport.Position{}, false, nil
@@ -364,10 +619,14 @@ func (t *Transport) publishLean(ctx context.Context, msg transport.Message) (tra
 		seq, _ := r[1].(int64)
 		id, _ := r[2].(string)
 		if epoch != "" && seq > 0 && id != "" {
-			return transport.Position{Epoch: epoch, Seq: uint64(seq), ID: id}, true, nil
+			pos := transport.Position{Epoch: epoch, Seq: uint64(seq), ID: id}
+			if m := st.acks.ack(pos, sent); m != nil {
+				t.writeRollback(ctx, msg.Topic, m)
+			}
+			return pos, true, nil
 		}
 	}
-	return transport.Position{}, false, fmt.Errorf("redistransport: publish to %q: bad script reply %v", msg.Topic, res)
+	return transport.Position{}, false, unknownErr(msg.Topic, fmt.Errorf("bad script reply %v", res))
 }
 
 func (t *Transport) pubCmd() string {
@@ -379,10 +638,21 @@ func (t *Transport) pubCmd() string {
 
 // PublishBatch publishes msgs: one script call per topic (split beyond 1000
 // events or 8 MiB), all in one pipeline round trip, in order per topic.
-// Invalid messages (bad topic, too large) are listed in the
-// *transport.BatchError and not sent; the valid ones are still written.
-// Events of a script call that failed, or whose reply was lost, are listed
-// as failed too.
+//
+// Outcomes: with a nil error every event is in the log at its position.
+// Otherwise the error is a *transport.BatchError listing the events that
+// are not known to be written (their positions are zero); the others are
+// written, at their positions. Invalid messages (bad topic, too large) are
+// listed and never sent. When the error wraps ErrUnknownOutcome (errors.Is
+// on the BatchError), some listed events may be in the log (a lost reply,
+// ctx ended after sending): publishing them again is safe with
+// WithIdempotency and may log them twice without it. When it does not,
+// none of the listed events was written.
+//
+// PublishBatch returns when ctx ends, at once, whatever the client's
+// timeouts; the events not yet acknowledged are then listed, with an error
+// wrapping ErrUnknownOutcome and ctx.Err(). Data is copied when the call
+// may return before it is sent.
 func (t *Transport) PublishBatch(ctx context.Context, msgs []transport.Message) ([]transport.Position, error) {
 	if t.isClosed() {
 		return nil, errClosed("publish batch")
@@ -406,10 +676,13 @@ func (t *Transport) PublishBatch(ctx context.Context, msgs []transport.Message) 
 	order := t.group(msgs, skip)
 	var failed []int
 	if len(order) > 0 {
-		f, err := t.publish(ctx, msgs, order, positions, nil)
+		f, err := t.publishBatch(ctx, msgs, order, positions)
 		failed = f
-		if err != nil && firstErr == nil {
+		switch {
+		case firstErr == nil:
 			firstErr = err
+		case errors.Is(err, ErrUnknownOutcome):
+			firstErr = errors.Join(err, firstErr) // the outcome to act on first
 		}
 	}
 	if len(bad)+len(failed) == 0 {
@@ -420,9 +693,67 @@ func (t *Transport) PublishBatch(ctx context.Context, msgs []transport.Message) 
 	return positions, &transport.BatchError{Failed: all, Err: firstErr}
 }
 
+// publishBatch is publish for PublishBatch: it returns when ctx ends, with
+// every event of groups listed as failed, of unknown outcome.
+func (t *Transport) publishBatch(ctx context.Context, msgs []transport.Message, groups [][]int, positions []transport.Position) ([]int, error) {
+	if err := ctx.Err(); err != nil {
+		return slices.Concat(groups...), notSentErr(msgs[groups[0][0]].Topic, err)
+	}
+	if ctx.Done() == nil {
+		return t.publish(ctx, msgs, groups, positions, nil)
+	}
+	// ctx can end: send from a goroutine that owns copies of the events.
+	own := make([]transport.Message, len(msgs))
+	size := 0
+	for _, g := range groups {
+		for _, i := range g {
+			size += len(msgs[i].Data)
+		}
+	}
+	buf := make([]byte, 0, size)
+	for _, g := range groups {
+		for _, i := range g {
+			own[i] = msgs[i]
+			buf = append(buf, msgs[i].Data...)
+			own[i].Data = buf[len(buf)-len(msgs[i].Data):]
+		}
+	}
+	type result struct {
+		failed []int
+		err    error
+	}
+	pos := make([]transport.Position, len(msgs))
+	done := make(chan result, 1)
+	if !t.w.start() {
+		return slices.Concat(groups...), notSentErr(msgs[groups[0][0]].Topic, transport.ErrClosed)
+	}
+	go func() {
+		defer t.w.wg.Done()
+		f, err := t.publish(ctx, own, groups, pos, nil)
+		done <- result{f, err}
+	}()
+	select {
+	case r := <-done:
+		copy(positions, pos)
+		return r.failed, r.err
+	case <-ctx.Done():
+		select {
+		case r := <-done:
+			copy(positions, pos)
+			return r.failed, r.err
+		default:
+		}
+		all := slices.Concat(groups...)
+		slices.Sort(all)
+		return all, fmt.Errorf("redistransport: publish batch: %w (the events may be in the log): %w", ErrUnknownOutcome, ctx.Err())
+	}
+}
+
 // publish runs the script calls for groups (each a list of indexes of msgs
 // of one topic) and fills positions, and errs (when not nil) with each
-// message's error. It returns the indexes not written and the first error.
+// message's error. It returns the indexes not written, or of unknown
+// outcome, and an error: the first, joined with the first wrapping
+// ErrUnknownOutcome when that is another.
 func (t *Transport) publish(ctx context.Context, msgs []transport.Message, groups [][]int, positions []transport.Position, errs []error) ([]int, error) {
 	now := time.Now().UnixMilli()
 	var index []string
@@ -433,17 +764,18 @@ func (t *Transport) publish(ctx context.Context, msgs []transport.Message, group
 		}
 	}
 	calls := make([]*call, len(groups))
+	for i, g := range groups {
+		topic := msgs[g[0]].Topic
+		calls[i] = &call{topic: topic, idx: g, sent: t.state(topic).acks.snapshot()}
+	}
 	var zadd *redis.IntCmd
-	if len(groups) == 1 && len(index) == 0 {
+	if len(calls) == 1 && len(index) == 0 {
 		// The common case: one command, no pipeline.
-		topic := msgs[groups[0][0]].Topic
-		c := &call{topic: topic, idx: groups[0]}
-		c.cmd = t.rdb.EvalSha(ctx, publishSHA, t.scriptKeys(topic), t.scriptArgs(topic, msgs, groups[0])...)
-		calls[0] = c
+		t.appendPublish(ctx, t.rdb, msgs, calls[0])
 	} else {
 		p := t.rdb.Pipeline()
-		for i, g := range groups {
-			calls[i] = t.appendPublish(ctx, p, msgs[g[0]].Topic, msgs, g)
+		for _, c := range calls {
+			t.appendPublish(ctx, p, msgs, c)
 		}
 		if len(index) > 0 {
 			zadd = p.ZAdd(ctx, t.topicsKey, t.members(index, now)...)
@@ -452,34 +784,17 @@ func (t *Transport) publish(ctx context.Context, msgs []transport.Message, group
 			zadd.SetErr(err)
 		}
 	}
-	// Calls refused with NOSCRIPT were not run: run them again with EVAL,
-	// which also loads the script (on the node that owns the slot).
-	var retry []*call
-	for _, c := range calls {
-		if err := c.cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-			retry = append(retry, c)
-		}
-	}
-	if len(retry) > 0 {
-		// Scripts were flushed (or never loaded): load the single-event
-		// script too, so that the next lone Publish finds it.
-		_ = t.rdb.ScriptLoad(ctx, singleScript).Err()
-	}
-	if len(retry) == 1 {
-		c := retry[0]
-		c.cmd = t.rdb.Eval(ctx, publishScript, t.scriptKeys(c.topic), t.scriptArgs(c.topic, msgs, c.idx)...)
-	} else if len(retry) > 1 {
-		p := t.rdb.Pipeline()
-		for _, c := range retry {
-			c.cmd = p.Eval(ctx, publishScript, t.scriptKeys(c.topic), t.scriptArgs(c.topic, msgs, c.idx)...)
-		}
-		_ = execPipeline(ctx, p, retry)
-	}
+	t.resend(ctx, msgs, calls)
+
 	var failed []int
-	var firstErr error
+	var firstErr, firstUnknown error
 	var created []string
+	var marks []topicMark
 	for _, c := range calls {
-		isNew, err := t.readResult(c, positions)
+		isNew, m, err := t.readResult(c, positions)
+		if m != nil {
+			marks = append(marks, topicMark{c.topic, m})
+		}
 		if err != nil {
 			failed = append(failed, c.idx...)
 			if errs != nil {
@@ -490,11 +805,17 @@ func (t *Transport) publish(ctx context.Context, msgs []transport.Message, group
 			if firstErr == nil {
 				firstErr = err
 			}
+			if firstUnknown == nil && errors.Is(err, ErrUnknownOutcome) {
+				firstUnknown = err
+			}
 			continue
 		}
 		if isNew && !slices.Contains(index, c.topic) {
 			created = append(created, c.topic)
 		}
+	}
+	for _, m := range marks {
+		t.writeRollback(ctx, m.topic, m.mark)
 	}
 	if zadd != nil && zadd.Err() != nil {
 		for _, topic := range index {
@@ -511,7 +832,67 @@ func (t *Transport) publish(ctx context.Context, msgs []transport.Message, group
 			t.log.Warn("redistransport: indexing new topics failed", "key", t.topicsKey, "err", err)
 		}
 	}
+	if firstUnknown != nil && firstUnknown != firstErr {
+		firstErr = errors.Join(firstUnknown, firstErr)
+	}
 	return failed, firstErr
+}
+
+// resend sends again, in rounds, the calls that did not run and may run on
+// a second try: refused with NOSCRIPT (sent again at once as EVAL, which
+// loads the script), or refused for a passing cause (retryable; after the
+// client's backoff, at most its MaxRetries times). A call is sent again
+// only when no later call of its topic got a reply, so the calls of a
+// topic stay in order.
+func (t *Transport) resend(ctx context.Context, msgs []transport.Message, calls []*call) {
+	retries := 0
+	for {
+		var again []*call
+		noScript, wait := false, false
+		later := map[string]bool{} // topics with a later call that stays as it is
+		for i := len(calls) - 1; i >= 0; i-- {
+			c := calls[i]
+			err := c.cmd.Err()
+			switch {
+			case later[c.topic]:
+				continue
+			case isNoScript(err) && !c.eval:
+				c.eval, noScript = true, true
+			case retryable(err):
+				wait = true
+			default:
+				later[c.topic] = true
+				continue
+			}
+			again = append(again, c)
+		}
+		if len(again) == 0 {
+			return
+		}
+		if wait {
+			p := t.policy()
+			if retries >= p.max || !sleep(ctx, p.backoff(retries)) {
+				return
+			}
+			retries++
+		}
+		if noScript {
+			// Scripts were flushed (or never loaded): load the single-event
+			// script too, so that the next lone Publish finds it.
+			_ = t.rdb.ScriptLoad(ctx, singleScript).Err()
+		}
+		slices.Reverse(again)
+		if len(again) == 1 {
+			t.appendPublish(ctx, t.rdb, msgs, again[0])
+		} else {
+			p := t.rdb.Pipeline()
+			for _, c := range again {
+				t.appendPublish(ctx, p, msgs, c)
+			}
+			_ = execPipeline(ctx, p, again)
+		}
+		calls = again
+	}
 }
 
 func (t *Transport) members(topics []string, now int64) []redis.Z {
@@ -522,29 +903,36 @@ func (t *Transport) members(topics []string, now int64) []redis.Z {
 	return zs
 }
 
-// readResult parses the script's reply into positions.
-func (t *Transport) readResult(c *call, positions []transport.Position) (created bool, err error) {
+// readResult parses the script's reply into positions, records them as
+// acknowledged, and returns a rollback marker to write when they reveal one.
+func (t *Transport) readResult(c *call, positions []transport.Position) (created bool, mark *rollbackMark, err error) {
 	res, err := c.cmd.Slice()
 	if err != nil {
-		return false, wrapErr("publish to", c.topic, err)
+		return false, nil, publishErr(c.topic, err)
 	}
+	// The script ran: a reply that does not parse leaves the outcome open.
 	if want := t.resultLen(len(c.idx)); len(res) != want {
-		return false, fmt.Errorf("redistransport: publish to %q: script returned %d values for %d events, want %d", c.topic, len(res), len(c.idx), want)
+		return false, nil, unknownErr(c.topic, fmt.Errorf("script returned %d values for %d events, want %d", len(res), len(c.idx), want))
 	}
 	flag, _ := res[0].(int64)
 	if t.cfg.idemWindow == 0 {
-		return flag == 1, compactResult(c, res, positions)
-	}
-	for k, i := range c.idx {
-		epoch, _ := res[1+3*k].(string)
-		seq, _ := res[2+3*k].(int64)
-		id, _ := res[3+3*k].(string)
-		if epoch == "" || seq <= 0 || id == "" {
-			return false, fmt.Errorf("redistransport: publish to %q: bad script reply %v", c.topic, res[1+3*k:4+3*k])
+		err = compactResult(c, res, positions)
+	} else {
+		for k, i := range c.idx {
+			epoch, _ := res[1+3*k].(string)
+			seq, _ := res[2+3*k].(int64)
+			id, _ := res[3+3*k].(string)
+			if epoch == "" || seq <= 0 || id == "" {
+				err = unknownErr(c.topic, fmt.Errorf("bad script reply %v", res[1+3*k:4+3*k]))
+				break
+			}
+			positions[i] = transport.Position{Epoch: epoch, Seq: uint64(seq), ID: id}
 		}
-		positions[i] = transport.Position{Epoch: epoch, Seq: uint64(seq), ID: id}
 	}
-	return flag == 1, nil
+	if err != nil {
+		return false, nil, err
+	}
+	return flag == 1, t.state(c.topic).acks.ackAll(positions, c.idx, c.sent), nil
 }
 
 // execPipeline sends p, whose script calls are calls. Errors of single
@@ -582,14 +970,198 @@ func compactResult(c *call, res []any, positions []transport.Position) error {
 	epoch, _ := res[1].(string)
 	first, _ := res[2].(int64)
 	if epoch == "" || first <= 0 {
-		return fmt.Errorf("redistransport: publish to %q: bad script reply %v", c.topic, res[:3])
+		return unknownErr(c.topic, fmt.Errorf("bad script reply %v", res[:3]))
 	}
 	for k, i := range c.idx {
 		id, _ := res[3+k].(string)
 		if id == "" {
-			return fmt.Errorf("redistransport: publish to %q: bad script reply %v", c.topic, res[3+k])
+			return unknownErr(c.topic, fmt.Errorf("bad script reply %v", res[3+k]))
 		}
 		positions[i] = transport.Position{Epoch: epoch, Seq: uint64(first) + uint64(k), ID: id}
 	}
 	return nil
+}
+
+// Rollback detection.
+//
+// Redis can lose writes it acknowledged (a crash with appendfsync everysec,
+// a restart from an older RDB, a failover to a replica that lagged) and then
+// hands the lost seqs out again, in the same epoch. A publisher sees every
+// acknowledgement in the script replies, so each topic's state keeps the
+// highest one seen: (epoch, seq, stream id). A reply of the same epoch with
+// a seq at or below that seq but a stream id after its id is an event
+// logged after it that reused its seq: Redis rolled back, and the events
+// first acknowledged at seqs [that seq .. the highest] are gone. A reply
+// with an earlier stream id is only late (up to maxFlushes pipelines, and
+// lone calls, are in flight at once, and finish in any order) and does not
+// count.
+//
+// Replies that finish out of order can also hide a rollback from that
+// test: when the reply of a later call, past the old highest seq, is read
+// first, the highest moves on and the reply with the reused seq then looks
+// late. So each call also keeps the highest acknowledgement as it was when
+// the call was sent (its snapshot), which Redis had executed before it ran
+// the call: a reply at or below the snapshot's seq with a stream id after
+// the snapshot's is a rollback too, unless one was found since the
+// snapshot (gen), which covers it.
+//
+// The transport then writes a marker into the topic's log (rollbackScript),
+// which Range returns as a transport.Rollback, so that consumers that were
+// away learn of the loss too, and logs a warning.
+//
+// What stays unseen: a rollback of acknowledgements no running publisher
+// holds (each transport knows its own, since its start, and forgets them
+// past maxTopicStates topics), a rollback after which this transport
+// publishes nothing more to the topic, and one whose reused seqs all get
+// stream ids at or before the old highest (a replica whose clock is behind
+// by more than the writes it lost).
+
+// acks is the highest position a transport saw acknowledged in one topic.
+type acks struct {
+	mu      sync.Mutex
+	high    ackRef
+	pending *rollbackMark // detected, not yet written
+}
+
+// ackRef is an acknowledged position, and the number of rollbacks found
+// in the topic when it was the highest.
+type ackRef struct {
+	epoch string
+	seq   uint64
+	id    string
+	gen   uint64
+}
+
+// rollbackMark is a detected rollback: seqs From..To of Epoch were handed
+// out again. After is the highest stream id acknowledged before it.
+type rollbackMark struct {
+	epoch    string
+	from, to uint64
+	after    string
+}
+
+type topicMark struct {
+	topic string
+	mark  *rollbackMark
+}
+
+// snapshot returns the highest acknowledgement, for a call about to be
+// sent.
+func (a *acks) snapshot() ackRef {
+	a.mu.Lock()
+	s := a.high
+	a.mu.Unlock()
+	return s
+}
+
+// ack records one acknowledged position of a call sent at snapshot s; see
+// ackAll.
+func (a *acks) ack(p transport.Position, s ackRef) *rollbackMark {
+	a.mu.Lock()
+	a.observe(p, s)
+	m := a.pending
+	a.pending = nil
+	a.mu.Unlock()
+	return m
+}
+
+// ackAll records the acknowledged positions ps[idx...] of a call sent at
+// snapshot s, in reply order. It returns the marker to write, if any: the
+// rollback they reveal, or one whose write failed before (merged into one
+// when both, in one epoch).
+func (a *acks) ackAll(ps []transport.Position, idx []int, s ackRef) *rollbackMark {
+	a.mu.Lock()
+	for _, i := range idx {
+		a.observe(ps[i], s)
+	}
+	m := a.pending
+	a.pending = nil
+	a.mu.Unlock()
+	return m
+}
+
+// observe is the comparison made for every acknowledgement. a.mu is held.
+func (a *acks) observe(p transport.Position, s ackRef) {
+	h := &a.high
+	switch {
+	case p.Epoch != h.epoch || p.Seq > h.seq:
+		h.epoch, h.seq, h.id = p.Epoch, p.Seq, p.ID
+	case streamIDAfter(p.ID, h.id):
+		a.add(&rollbackMark{epoch: p.Epoch, from: p.Seq, to: h.seq, after: h.id})
+		h.seq, h.id = p.Seq, p.ID
+		h.gen++
+	case s.gen == h.gen && s.epoch == p.Epoch && p.Seq <= s.seq && streamIDAfter(p.ID, s.id):
+		// Read after replies of later calls (see above).
+		a.add(&rollbackMark{epoch: p.Epoch, from: p.Seq, to: s.seq, after: s.id})
+		h.gen++
+	}
+}
+
+// add makes m pending, merged with a pending marker of the same epoch (a
+// pending one of another epoch is moot: its epoch is gone). a.mu is held.
+func (a *acks) add(m *rollbackMark) {
+	if p := a.pending; p != nil && p.epoch == m.epoch {
+		m.from, m.to = min(m.from, p.from), max(m.to, p.to)
+		if streamIDAfter(m.after, p.after) {
+			m.after = p.after
+		}
+	}
+	a.pending = m
+}
+
+// retry makes m pending again after its write failed.
+func (a *acks) retry(m *rollbackMark) {
+	a.mu.Lock()
+	a.add(m)
+	a.mu.Unlock()
+}
+
+// streamIDAfter reports whether stream id x ("ms-n") comes after y. An id
+// that does not parse comes after nothing, and nothing comes after it.
+func streamIDAfter(x, y string) bool {
+	xm, xn, ok1 := parseStreamID(x)
+	ym, yn, ok2 := parseStreamID(y)
+	return ok1 && ok2 && (xm > ym || xm == ym && xn > yn)
+}
+
+func parseStreamID(s string) (ms, n uint64, ok bool) {
+	a, b, found := strings.Cut(s, "-")
+	if !found {
+		return 0, 0, false
+	}
+	ms, err1 := strconv.ParseUint(a, 10, 64)
+	n, err2 := strconv.ParseUint(b, 10, 64)
+	return ms, n, err1 == nil && err2 == nil
+}
+
+// writeRollback writes m's marker into topic's log and logs the rollback.
+// A marker that could not be written is kept, and written after the next
+// acknowledgement in the topic.
+func (t *Transport) writeRollback(ctx context.Context, topic string, m *rollbackMark) {
+	ctx = context.WithoutCancel(ctx) // the caller may be gone; the marker must not be
+	st := t.state(topic)
+	args := []any{m.epoch, m.from, m.to, m.after, t.maxLenArg}
+	cmd := evalOnce(ctx, t.rdb, false, rollbackSHA, rollbackScript, st.keys, args)
+	if isNoScript(cmd.Err()) {
+		cmd = evalOnce(ctx, t.rdb, true, rollbackSHA, rollbackScript, st.keys, args)
+	}
+	res, err := cmd.Result()
+	if err != nil {
+		st.acks.retry(m)
+		t.log.Error("redistransport: Redis handed out acknowledged seqs again (rollback); the marker for consumers is not written yet, it will be after the next publish to the topic",
+			"topic", topic, "epoch", m.epoch, "from", m.from, "to", m.to, "err", err)
+		return
+	}
+	r, _ := res.([]any)
+	if len(r) != 2 {
+		t.log.Warn("redistransport: Redis handed out acknowledged seqs again (rollback), and the topic's epoch changed since: no marker written",
+			"topic", topic, "epoch", m.epoch, "from", m.from, "to", m.to)
+		return
+	}
+	id, _ := r[0].(string)
+	if from, _ := r[1].(int64); from > 0 {
+		m.from = uint64(from)
+	}
+	t.log.Warn("redistransport: Redis handed out acknowledged seqs again (rollback): the events first acknowledged at these seqs are lost; marker written in the log",
+		"topic", topic, "epoch", m.epoch, "from", m.from, "to", m.to, "marker", id)
 }
