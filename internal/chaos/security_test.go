@@ -70,7 +70,7 @@ func roundTrip(t *testing.T, pubTr, subTr transport.Transport, topic string, n i
 }
 
 // aclRules is the minimal rule set of docs/operations.md.
-const aclRules = "resetchannels ~durabus:* &durabus:* -@all +evalsha +eval +hmget +time +xrevrange +xadd +xtrim +hset +get +set +publish +multi +exec +hget +xrange +exists +zrange +zadd +hgetall +subscribe +psubscribe +unsubscribe +punsubscribe +ping"
+const aclRules = "resetchannels ~durabus:* &durabus:* -@all +evalsha +eval +hmget +time +xrevrange +xadd +xtrim +hset +get +set +publish +hget +xrange +exists +zrange +zadd +hgetall +hincrby +hkeys +subscribe +psubscribe +unsubscribe +punsubscribe +ping"
 
 func TestLeastPrivilegeACLUserWorksAndOthersFailClearly(t *testing.T) {
 	srv := redistest.Start(t,

@@ -16,7 +16,7 @@ import (
 // aclRules is the minimal ACL of a durabus user (also in docs/operations.md).
 const aclRules = "resetchannels ~durabus:* &durabus:* -@all " +
 	"+evalsha +eval +hmget +time +xrevrange +xadd +xtrim +hset +get +set +publish " +
-	"+multi +exec +hget +xrange +exists +zrange +zadd +hgetall " +
+	"+hget +xrange +exists +zrange +zadd +hgetall +hincrby +hkeys " +
 	"+subscribe +psubscribe +unsubscribe +punsubscribe +ping"
 
 func TestACLMinimalUser(t *testing.T) {
@@ -78,6 +78,20 @@ func TestACLMinimalUser(t *testing.T) {
 	}
 	if cps, err := tr.LoadCheckpoints(ctx, "billing"); err != nil || cps["acl.a"] != p1 {
 		t.Fatalf("LoadCheckpoints: %v, %v", cps, err)
+	}
+	// A durable consumer's lease and fenced checkpoints.
+	claim, err := tr.ClaimConsumer(ctx, "billing", "h1", time.Minute)
+	if err != nil {
+		t.Fatalf("ClaimConsumer: %v", err)
+	}
+	if err := tr.SaveClaimed(ctx, claim, map[string]transport.Position{"acl.a": p1}); err != nil {
+		t.Fatalf("SaveClaimed: %v", err)
+	}
+	if err := tr.RenewConsumer(ctx, claim, time.Minute); err != nil {
+		t.Fatalf("RenewConsumer: %v", err)
+	}
+	if err := tr.ReleaseConsumer(ctx, claim); err != nil {
+		t.Fatalf("ReleaseConsumer: %v", err)
 	}
 
 	// A user without rights on durabus:* gets an error that says so.
