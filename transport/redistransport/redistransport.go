@@ -272,6 +272,7 @@ func (t *Transport) Close() error {
 		s.wg.Wait()
 	}
 	t.checks.Wait()
+	t.waitPublishes()
 	return nil
 }
 
