@@ -611,6 +611,16 @@ func (w *world) healed(subs []recSub) {
 	}
 }
 
+// waitRecovered waits until every subscriber in subs has delivered, on
+// every topic, an event acknowledged after this call.
+func (w *world) waitRecovered(subs []recSub) {
+	w.t.Helper()
+	heads := w.e.h.ackedHeads()
+	for _, s := range subs {
+		w.waitUntil(s.name+" delivering again after the fault", 2*readyTimeout, func() bool { return s.h.passed(s.sub, heads) })
+	}
+}
+
 func (w *world) recovery(name string) time.Duration {
 	w.recMu.Lock()
 	defer w.recMu.Unlock()
@@ -1025,6 +1035,7 @@ func singleDurable(t *testing.T, name string, pad int, setup func(e *env), direc
 		episode(w, c, rng)
 		w.faults++
 		w.healed(subs)
+		w.waitRecovered(subs) // a stuck subscriber fails here
 		time.Sleep(between(rng, gap))
 	}
 	inLog, r := w.settle([]recSub{{subDurable, c.h, subDurable}})
