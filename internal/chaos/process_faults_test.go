@@ -943,6 +943,51 @@ func (w *world) owner(consumer string) (pid int, live bool) {
 	return holderPid(holder), until > tm.UnixMilli()
 }
 
+// awaitTakeover waits until the process toPid holds the consumer's lease,
+// and returns the checkpoint it took over: the last one read, together with
+// the owner hash (MULTI), while fromPid still held the lease. A stopped or
+// dead owner writes nothing after its last command in flight has landed,
+// and nothing after the new claim (fenced), so the last such read is what
+// the new owner loads; sure is false when no read saw fromPid holding it.
+func (w *world) awaitTakeover(consumer string, fromPid, toPid int) (cp map[string]transport.Position, sure bool) {
+	w.t.Helper()
+	cpKey, ownerKey := consumerKeys(consumer)
+	ctx := context.Background()
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		var cps *redis.MapStringStringCmd
+		var holder *redis.StringCmd
+		if _, err := w.e.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			cps = p.HGetAll(ctx, cpKey)
+			holder = p.HGet(ctx, ownerKey, "holder")
+			return nil
+		}); err != nil {
+			w.t.Fatalf("read %s and %s: %v", cpKey, ownerKey, err)
+		}
+		switch holderPid(holder.Val()) {
+		case fromPid:
+			sure = true
+			cp = map[string]transport.Position{}
+			for tp, text := range cps.Val() {
+				pos, err := transport.ParsePosition(text)
+				if err != nil {
+					w.t.Fatalf("%s: %s = %q: %v", cpKey, tp, text, err)
+				}
+				cp[tp] = pos
+			}
+		case toPid:
+			if cp == nil {
+				cp = w.checkpoint(consumer)
+			}
+			return cp, sure
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("pid %d did not take %s over from pid %d within %v", toPid, consumer, fromPid, readyTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // checkpoint reads a consumer's saved positions.
 func (w *world) checkpoint(consumer string) map[string]transport.Position {
 	cpKey, _ := consumerKeys(consumer)
@@ -1281,7 +1326,7 @@ type handover struct {
 	fromPid, toPid   int
 	fromTerm, toTerm int
 	cp               map[string]transport.Position // the checkpoint the new owner must resume after
-	cpSure           bool                          // read while the old owner's lease still ran
+	cpSure           bool                          // read while the old owner still held the lease
 	fenced           int                           // F lines of the old owner after it woke
 }
 
@@ -1338,36 +1383,17 @@ func runOneNameTwoProcesses(t *testing.T, d time.Duration) *runReport {
 		ho := &handover{from: owner, to: standby}
 		ho.fromPid, _, _, _, ho.fromTerm = owner.state()
 		ho.toPid, _, _, _, ho.toTerm = standby.state()
-		// The checkpoint the old owner leaves, read while its lease still
-		// runs (nobody else may write it then).
-		readCP := func() {
-			ho.cp = w.checkpoint(consumer)
-			pid, live := w.owner(consumer)
-			ho.cpSure = live && pid == ho.fromPid
-		}
+		_, _, _, fencedBefore := owner.counts()
 		if i%2 == 0 {
 			ho.kind = "sigstop"
-			_, _, _, fencedBefore := owner.counts()
 			owner.signal(syscall.SIGSTOP)
-			time.Sleep(100 * time.Millisecond) // a save sent before the stop lands
-			readCP()
-			w.waitUntil("the standby taking over from the stopped owner", readyTimeout, func() bool {
-				pid, live := w.owner(consumer)
-				return live && pid == ho.toPid
-			})
+			ho.cp, ho.cpSure = w.awaitTakeover(consumer, ho.fromPid, ho.toPid)
 			owner.signal(syscall.SIGCONT)
 			w.waitUntil("the continued owner going standby", readyTimeout, owner.isStandby)
-			_, _, _, fencedAfter := owner.counts()
-			ho.fenced = fencedAfter - fencedBefore
 		} else {
 			ho.kind = "sigkill"
 			owner.kill(syscall.SIGKILL)
-			time.Sleep(100 * time.Millisecond) // a save sent before the kill lands
-			readCP()
-			w.waitUntil("the standby taking over from the killed owner", readyTimeout, func() bool {
-				pid, live := w.owner(consumer)
-				return live && pid == ho.toPid
-			})
+			ho.cp, ho.cpSure = w.awaitTakeover(consumer, ho.fromPid, ho.toPid)
 			owner.start(spec)
 			w.waitUntil("the restarted one waiting as a standby", readyTimeout, owner.isStandby)
 		}
@@ -1376,6 +1402,8 @@ func runOneNameTwoProcesses(t *testing.T, d time.Duration) *runReport {
 		w.healed(subs)
 		heads := w.e.h.ackedHeads()
 		w.waitUntil("the new owner handling", readyTimeout, func() bool { return hist.passed(subDurable, heads) })
+		_, _, _, fencedAfter := owner.counts()
+		ho.fenced = fencedAfter - fencedBefore
 	}
 	inLog, r := w.settle([]recSub{{"pair", hist, subDurable}})
 	v := w.durableRow("dur/pair", hist, subDurable, inLog, nil, nil)
@@ -1483,7 +1511,7 @@ func checkHandover(t *testing.T, r *runReport, n int, ho *handover, all []procDe
 	}
 	sure := ""
 	if !ho.cpSure {
-		sure = " (checkpoint read after the lease lapsed: resume point not checked)"
+		sure = " (the checkpoint was not read before the new claim: resume point not checked)"
 	}
 	fenced := ""
 	if ho.kind == "sigstop" {
