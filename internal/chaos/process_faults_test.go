@@ -51,7 +51,12 @@ const procChildEnv = "DURABUS_CHAOS_PROC_CHILD"
 
 // chaosPerTopic makes the durable children follow each topic with a
 // subscription of its own, as TestChaos's child does, instead of one
-// pattern subscription.
+// pattern subscription. It is off by default only because, at the time of
+// writing, it cannot work: each of a bus's per-topic followers claims the
+// lease of the one consumer name under a holder id of its own, so all but
+// one wait as standbys for ever and the bus never becomes Ready (a library
+// bug, reported; the lease is meant to be per consumer and topic, DESIGN
+// 5a). Once that is fixed, the scenarios should run in both modes.
 var chaosPerTopic = flag.Bool("chaos.per-topic", false,
 	"durable children of TestChaosProcessFaults subscribe per topic (one follower each) instead of through one pattern")
 
