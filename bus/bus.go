@@ -36,6 +36,9 @@ type Bus struct {
 	log *slog.Logger
 	dec envelope.Decoder
 	src envelope.Option // WithSource(cfg.source), made once
+	// holder is the bus's id in its durable consumers' leases: its
+	// subscriptions share them (each follows its own topics).
+	holder string
 
 	mu        sync.Mutex
 	groups    map[string]*group
@@ -74,6 +77,7 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 		log:       log,
 		dec:       envelope.Decoder{MaxSize: cfg.maxSize},
 		src:       envelope.WithSource(cfg.source),
+		holder:    replay.HolderID(),
 		groups:    make(map[string]*group),
 		upcasters: make(map[string]map[int]Upcaster),
 		runErr:    make(chan error, 1),

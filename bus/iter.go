@@ -77,7 +77,7 @@ func (b *Bus) Events(ctx context.Context, pattern string, opts ...SubscribeOptio
 			fopts = append(fopts, replay.WithTopics(pattern))
 		}
 		if b.cfg.consumer != "" {
-			fopts = append(fopts, replay.WithConsumer(b.cfg.consumer+"@events:"+pattern))
+			fopts = append(fopts, replay.WithConsumer(b.cfg.consumer+"@events:"+pattern), replay.WithLeaseHolder(b.holder))
 		}
 		f, err := replay.New(b.tr, handler, fopts...)
 		if err != nil {

@@ -290,3 +290,44 @@ type redisXAdd struct {
 func (x redisXAdd) args() *redis.XAddArgs {
 	return &redis.XAddArgs{Stream: x.key, Values: []any{"seq", x.seq, "e", x.env}}
 }
+
+func TestRedisDurableBusWithSeveralTopicsSharesOneLease(t *testing.T) {
+	// Each topic subscription of a bus is a follower of its own under the
+	// bus's consumer name: they share the bus's lease instead of waiting
+	// for each other.
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	tr := redisTransport(t, rdb)
+	ctx := context.Background()
+	pub, _ := bus.New(tr)
+	var got [3]seqLog
+	b, _ := bus.New(tr, fast, bus.WithConsumer("multi"))
+	topics := []string{"multi.a", "multi.b", "multi.c"}
+	for i, topic := range topics {
+		b.Handle(topic, &got[i])
+	}
+	start(t, b)
+	for i := range 30 {
+		pub.Publish(ctx, Tick{N: i}, bus.ToTopic(topics[i%3]))
+	}
+	for i := range got {
+		waitFor(t, topics[i], func() bool { return len(got[i].get()) == 10 })
+	}
+	// Another process with the name stays out.
+	other, _ := bus.New(tr, fast, bus.WithConsumer("multi"))
+	var stray seqLog
+	other.Handle("multi.a", &stray)
+	done := make(chan error, 1)
+	go func() { done <- other.Run(ctx) }()
+	for i := range 30 {
+		pub.Publish(ctx, Tick{N: i}, bus.ToTopic(topics[i%3]))
+	}
+	for i := range got {
+		waitFor(t, topics[i]+" again", func() bool { return len(got[i].get()) == 20 })
+	}
+	other.Close()
+	<-done
+	if n := len(stray.get()); n != 0 {
+		t.Errorf("a second bus with the consumer's name handled %d events while the first held it", n)
+	}
+}

@@ -237,7 +237,7 @@ func (b *Bus) startLocked(g *group) error {
 		opts = append(opts, replay.WithTopics(g.key))
 	}
 	if b.cfg.consumer != "" {
-		opts = append(opts, replay.WithConsumer(b.consumerFor(g.key, g.pattern)))
+		opts = append(opts, replay.WithConsumer(b.consumerFor(g.key, g.pattern)), replay.WithLeaseHolder(b.holder))
 	}
 	f, err := replay.New(b.tr, b.handlerOf(g), opts...)
 	if err != nil {

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -79,7 +80,7 @@ func (c *checkpointer) save(ctx context.Context) {
 	c.mu.Unlock()
 
 	if err := c.f.saveCheckpoints(ctx, batch); err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !errors.Is(err, transport.ErrFenced) { // fenced: reported by saveCheckpoints
 			c.f.report(fmt.Errorf("replay: save checkpoints of consumer %q: %w", c.f.cfg.consumer, err))
 		}
 		// Keep what was not saved, unless a newer position came meanwhile.

@@ -122,7 +122,10 @@ func New(tr transport.Transport, h Handler, opts ...Option) (*Follower, error) {
 	f := &Follower{tr: tr, h: h, cfg: cfg, log: log, workers: make(map[string]*worker), ready: make(chan struct{})}
 	if cfg.consumer != "" {
 		f.cp = newCheckpointer(f)
-		f.holder = holderID()
+		f.holder = cfg.holder
+		if f.holder == "" {
+			f.holder = HolderID()
+		}
 	}
 	return f, nil
 }

@@ -35,6 +35,7 @@ type config struct {
 	start        Start
 	consumer     string
 	leaseTTL     time.Duration
+	holder       string
 	cpEvery      int
 	cpInterval   time.Duration
 	pageSize     int
@@ -152,6 +153,20 @@ func WithLease(ttl time.Duration) Option {
 			c.invalid("lease %v: want at least 300ms", ttl)
 		}
 		c.leaseTTL = ttl
+	}
+}
+
+// WithLeaseHolder sets the id under which the follower holds its
+// consumer's lease. Followers that share a consumer name and a holder id
+// share the lease (they must follow different topics): the bus gives all
+// its subscriptions of one consumer name the same id. Default: an id of
+// the follower's own (host, pid and a random part).
+func WithLeaseHolder(id string) Option {
+	return func(c *config) {
+		if id == "" {
+			c.invalid("empty lease holder id")
+		}
+		c.holder = id
 	}
 }
 

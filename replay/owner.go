@@ -49,9 +49,9 @@ func (l *lease) valid() bool {
 	return l == nil || !l.lost.Load() && int64(time.Since(l.start)) < l.until.Load()
 }
 
-// holderID names this follower in its consumer's lease: host, pid and a
-// random part (a restarted process is another holder).
-func holderID() string {
+// HolderID returns a new id for a consumer's lease (WithLeaseHolder): host,
+// pid and a random part, so that a restarted process is another holder.
+func HolderID() string {
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])

@@ -34,8 +34,10 @@ type Owner interface {
 	// ClaimConsumer takes the lease of consumer for holder, for ttl, and
 	// creates the consumer's record when it has none. While another holder's
 	// lease has not lapsed it returns a *HeldError (wrapping ErrHeld) and
-	// changes nothing. Every successful claim has a larger token than the
-	// one before, also a re-claim by the same holder.
+	// changes nothing. A claim by the holder of the running lease extends it
+	// and returns its token, so that several followers of one process can
+	// share a lease; every other successful claim has a larger token than
+	// the one before.
 	ClaimConsumer(ctx context.Context, consumer, holder string, ttl time.Duration) (Claim, error)
 	// RenewConsumer extends the lease of c by ttl from now. It returns
 	// ErrFenced when c is not the current claim any more.

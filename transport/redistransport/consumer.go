@@ -44,14 +44,22 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 // claimScript: KEYS[1] owner hash, KEYS[2] checkpoint hash. ARGV[1] holder,
 // ARGV[2] ttl ms, ARGV[3] consumer name. Returns {0, holder, remaining ms}
-// when held by another, else {1, token, created, new, known topics...}.
+// when held by another, else {1, token, created, new, known topics...}. A
+// claim by the holder of a running lease extends it and keeps its token
+// (the followers of one bus share a holder); any other claim takes a new
+// token.
 const claimScript = redisNow + `
 local o = redis.call('HMGET', KEYS[1], 'holder', 'until', 'created')
 local left = (tonumber(o[2]) or 0) - now
 if o[1] and o[1] ~= ARGV[1] and left > 0 then
   return {0, o[1], left}
 end
-local token = redis.call('HINCRBY', KEYS[1], 'token', 1)
+local token
+if o[1] == ARGV[1] and left > 0 then
+  token = tonumber(redis.call('HGET', KEYS[1], 'token')) -- the holder's running lease
+else
+  token = redis.call('HINCRBY', KEYS[1], 'token', 1)
+end
 local created = o[3]
 local new = 0
 if not created then
