@@ -301,6 +301,20 @@ func (r *dataRec) err(sub, text string) {
 	r.mu.Unlock()
 }
 
+// count returns the number of handler calls and loss reports so far.
+func (r *dataRec) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, d := range r.dels {
+		n += len(d)
+	}
+	for _, l := range r.losses {
+		n += len(l)
+	}
+	return n
+}
+
 // passedK reports whether sub has handled, on every topic, an event
 // published after key k.
 func (r *dataRec) passedK(sub string, k int64) bool {
@@ -871,10 +885,12 @@ func runData(t *testing.T, s dataScenario, dur time.Duration) *runReport {
 
 	// The log is final now (nobody publishes). Wait, generously, until
 	// every subscriber has handled everything it holds and has handled or
-	// been told of every acknowledged event that is gone.
+	// been told of every acknowledged event that is gone: at most 90 s,
+	// and no longer than 30 s after the last handler call or report.
 	final := d.readFinal()
 	var facts *dataFacts
-	waitDeadline := time.Now().Add(90 * time.Second)
+	waitStart := time.Now()
+	lastMove, lastCount := waitStart, -1
 	for {
 		for _, c := range d.kids {
 			c.tail()
@@ -889,8 +905,12 @@ func runData(t *testing.T, s dataScenario, dur time.Duration) *runReport {
 		if pending == "" {
 			break
 		}
-		if time.Now().After(waitDeadline) {
-			t.Errorf("not caught up after 90 s:%s", pending)
+		if n := d.rec.count(); n != lastCount {
+			lastMove, lastCount = time.Now(), n
+		}
+		if time.Since(waitStart) > 90*time.Second || time.Since(lastMove) > 30*time.Second {
+			t.Errorf("not caught up (%v after the publisher stopped, %v since a subscriber last handled an event or reported a loss):%s",
+				time.Since(waitStart).Round(time.Second), time.Since(lastMove).Round(time.Second), pending)
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
