@@ -331,3 +331,54 @@ func TestRedisDurableBusWithSeveralTopicsSharesOneLease(t *testing.T) {
 		t.Errorf("a second bus with the consumer's name handled %d events while the first held it", n)
 	}
 }
+
+func TestRedisRollbackReachesAConsumerThatWasAway(t *testing.T) {
+	// A durable consumer is stopped at seq 15; 16..20 are acknowledged; Redis
+	// loses them (rolled back); the consumer comes back and catches up with
+	// what Redis kept before the publisher writes again. Only the
+	// publisher knows of 16..20: its marker reaches the live consumer.
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	tr := redisTransport(t, rdb)
+	ctx := context.Background()
+	pub, _ := bus.New(tr)
+	run := func(h bus.Handler, losses *lossLog) *bus.Bus {
+		b, _ := bus.New(redisTransport(t, rdb), fast, bus.WithConsumer("away"), bus.WithOnLoss(losses.add))
+		b.Handle("tick", h, bus.StartAt(bus.Beginning()))
+		return b
+	}
+	var first seqLog
+	var l1 lossLog
+	b1 := run(&first, &l1)
+	done := make(chan error, 1)
+	go func() { done <- b1.Run(ctx) }()
+	for i := range 15 {
+		pub.Publish(ctx, Tick{N: i})
+	}
+	waitFor(t, "15", func() bool { return len(first.get()) == 15 })
+	b1.Close()
+	<-done
+	for i := range 5 {
+		pub.Publish(ctx, Tick{N: 15 + i})
+	}
+	entries, _ := rdb.XRevRangeN(ctx, "durabus:{tick}:log", "+", "-", 5).Result()
+	for _, e := range entries {
+		rdb.XDel(ctx, "durabus:{tick}:log", e.ID)
+	}
+	rdb.HSet(ctx, "durabus:{tick}:meta", "seq", 15)
+
+	var second seqLog
+	var l2 lossLog
+	b2 := run(&second, &l2)
+	start(t, b2)
+	for i := range 3 {
+		pub.Publish(ctx, Tick{N: 100 + i}) // seqs 16, 17, 18 again
+	}
+	waitFor(t, "the new events and the report", func() bool { return len(second.get()) == 3 && len(l2.get()) == 1 })
+	if s := second.get(); !slices.Equal(s, []uint64{16, 17, 18}) {
+		t.Errorf("handled %v, want the new 16 17 18", s)
+	}
+	if l := l2.get()[0]; l.Reason != replay.RolledBack || l.From != 16 || l.To != 20 {
+		t.Errorf("loss = %v, want RolledBack 16..20 (the publisher's acknowledgements)", l)
+	}
+}

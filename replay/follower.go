@@ -90,6 +90,8 @@ type Follower struct {
 	// vanished are the topics whose checkpoint was lost (checkVanished);
 	// set before the workers start.
 	vanished map[string]bool
+	// kept are the cursors of the last term of ownership (see reset).
+	kept map[string]transport.Position
 
 	mu      sync.Mutex
 	workers map[string]*worker
@@ -182,6 +184,11 @@ func (f *Follower) runOwned(ctx context.Context) (lost bool, err error) {
 	var saved map[string]transport.Position
 	if f.cp != nil {
 		saved = f.loadCheckpoints(runCtx)
+		for t, pos := range f.kept {
+			if cp, ok := saved[t]; saved != nil && (!ok || cp.Epoch == pos.Epoch && cp.Seq < pos.Seq) {
+				saved[t] = pos
+			}
+		}
 		f.vanished = f.checkVanished(l, saved)
 		wg.Add(1)
 		go func() { defer wg.Done(); f.cp.run(runCtx) }()
@@ -210,8 +217,18 @@ func (f *Follower) runOwned(ctx context.Context) (lost bool, err error) {
 
 // reset forgets the workers of a term of ownership that ended: the next
 // term starts from the checkpoints in the back end.
+//
+// The cursors it reached are kept: when its checkpoints are behind them
+// (not saved yet, or evicted), the next term goes on from the cursors, so
+// that this process never hands an entry over twice.
 func (f *Follower) reset() {
 	f.mu.Lock()
+	f.kept = make(map[string]transport.Position, len(f.workers))
+	for t, w := range f.workers {
+		if w.cursor.Epoch != "" {
+			f.kept[t] = w.cursor
+		}
+	}
 	f.workers = make(map[string]*worker)
 	f.order = nil
 	f.mu.Unlock()
@@ -530,7 +547,7 @@ func (f *Follower) dispatch(ctx, hctx context.Context, sub transport.Subscriptio
 					w = f.worker(ctx, hctx, ev.Delivery.Topic, saved, true, wg)
 				}
 				d := Delivery{Delivery: ev.Delivery}
-				if f.cfg.prepare != nil && !w.catching.Load() && w.inbox.backlogged() {
+				if f.cfg.prepare != nil && ev.Delivery.Rollback == nil && !w.catching.Load() && w.inbox.backlogged() {
 					// The worker is busy: prepare the frame here, off its
 					// goroutine. An idle worker prepares its frames itself
 					// (in parallel with other topics' workers), and frames

@@ -263,7 +263,7 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 				d.Position.Epoch = page.Epoch
 			}
 			if d.Rollback != nil {
-				w.marker(d)
+				w.marker(d, true)
 				continue
 			}
 			replayed := d.Position.Seq != live.Seq || d.Position.Epoch != live.Epoch
@@ -417,13 +417,17 @@ func (w *worker) sameLog(ctx context.Context, epoch string, count int) (transpor
 	return transport.Page{}, false, nil
 }
 
-// marker handles a rollback marker read from the backlog: the part of its
-// range not reported yet is reported, and the cursor moves past it.
-func (w *worker) marker(d transport.Delivery) {
+// marker handles a rollback marker, read from the backlog (inLog) or
+// received live: the part of its range not reported yet is reported, and
+// the cursor moves past it when that skips nothing.
+func (w *worker) marker(d transport.Delivery, inLog bool) {
 	rb := d.Rollback
 	w.rolledBack(rb.Epoch, rb.From, rb.To, true)
 	c := w.cursor
-	if c.Epoch == "" || c.Epoch == d.Position.Epoch && !idAfter(c.ID, d.Position.ID) {
+	// The cursor moves past the marker only when it is at the event just
+	// before it; otherwise (a live marker ahead of the cursor) the events
+	// in between are still to be read.
+	if c.Epoch == "" && inLog || c.Epoch != "" && c.Epoch == d.Position.Epoch && c.Seq == d.Position.Seq && !idAfter(c.ID, d.Position.ID) {
 		if c.Epoch == "" {
 			c = transport.Position{Epoch: d.Position.Epoch, Seq: d.Position.Seq}
 			w.epochReset = false
@@ -473,6 +477,10 @@ func (w *worker) rolledBack(epoch string, from, to uint64, marker bool) {
 
 // live handles a live frame.
 func (w *worker) live(ctx, hctx context.Context, d Delivery) bool {
+	if d.Rollback != nil {
+		w.marker(d.Delivery, false)
+		return true
+	}
 	c := w.cursor
 	switch {
 	case !w.atMarker && c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq == c.Seq && c.ID != "" && d.Position.ID != "" && idAfter(c.ID, d.Position.ID):
@@ -640,10 +648,8 @@ func (w *worker) checkHead(ctx, hctx context.Context) bool {
 		if w.cursor.Epoch != head.Epoch || w.cursor.Seq <= head.Seq {
 			return true
 		}
-		if now, err := w.f.tr.Head(ctx, w.topic); err != nil || now.Epoch != head.Epoch || now.Seq >= w.cursor.Seq {
-			return true // moved on meanwhile: the next check looks again
-		} else {
-			head = now
+		if now, err := w.f.tr.Head(ctx, w.topic); err != nil || now != head {
+			return true // moved on meanwhile (events may hold the seqs now): the next check looks again
 		}
 		w.rolledBack(head.Epoch, head.Seq+1, w.cursor.Seq, false)
 		w.cursor = head

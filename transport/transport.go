@@ -117,7 +117,8 @@ type Delivery struct {
 	// Rollback, when set, makes this Delivery a marker found in the
 	// backlog rather than an event: Data is nil, Position.ID is the
 	// marker's place in the log and Position.Seq the topic's last seq when
-	// the marker was written. Only Range returns markers.
+	// the marker was written. Range returns markers in log order; a live
+	// Frame may carry one too (a publisher sends it when it writes it).
 	Rollback *Rollback
 }
 

@@ -17,6 +17,9 @@ import (
 // is copied once per frame: what a receiver keeps of one event (a Position,
 // strings of its envelope) holds that event's bytes, not the whole frame.
 func parseFrame(topic, s string, out []transport.Delivery) ([]transport.Delivery, error) {
+	if strings.HasPrefix(s, "rb1 ") {
+		return parseMarker(topic, s, out)
+	}
 	header, rest, ok := strings.Cut(s, "\n")
 	if !ok || !strings.HasPrefix(header, "v1 ") {
 		return out, errors.New("redistransport: not a durabus frame (want a \"v1 \" header line)")
@@ -60,6 +63,27 @@ func parseFrame(topic, s string, out []transport.Delivery) ([]transport.Delivery
 		return out, errors.New("redistransport: frame has trailing bytes")
 	}
 	return out, nil
+}
+
+// parseMarker parses a rollback marker's live frame,
+// "rb1 <epoch> <seq> <marker stream id> <from> <to>" (see rollbackScript).
+func parseMarker(topic, s string, out []transport.Delivery) ([]transport.Delivery, error) {
+	f := strings.Split(s[4:], " ")
+	if len(f) != 5 || f[0] == "" || strings.Contains(f[0], ":") || !validID(f[2]) {
+		return out, errors.New("redistransport: marker frame: want \"rb1 <epoch> <seq> <id> <from> <to>\"")
+	}
+	seq, err1 := strconv.ParseUint(f[1], 10, 64)
+	from, err2 := strconv.ParseUint(f[3], 10, 64)
+	to, err3 := strconv.ParseUint(f[4], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || from == 0 || from > to {
+		return out, errors.New("redistransport: marker frame: bad seq or range")
+	}
+	epoch := strings.Clone(f[0])
+	return append(out, transport.Delivery{
+		Topic:    topic,
+		Position: transport.Position{Epoch: epoch, Seq: seq, ID: strings.Clone(f[2])},
+		Rollback: &transport.Rollback{Epoch: epoch, From: from, To: to},
+	}), nil
 }
 
 // validID reports whether id looks like a stream id "<ms>-<n>".

@@ -180,9 +180,15 @@ return {epoch, seq, sid}
 // event logged after the last stream id acknowledged before the rollback:
 // every event after that id with a seq at or below To reused a seq.
 //
+// The marker is also sent live, as a frame "rb1 <epoch> <seq> <marker id>
+// <from> <to>", so that a follower that is already live (it caught up with
+// what Redis kept before the publisher wrote again) learns of it too.
+// Versions that do not know it skip it as a malformed frame.
+//
 // KEYS[1] log, KEYS[2] meta. ARGV[1] epoch, ARGV[2] From, ARGV[3] To,
 // ARGV[4] the highest stream id acknowledged before the rollback, ARGV[5]
-// MAXLEN (0: none). Returns {marker stream id, From}.
+// MAXLEN (0: none), ARGV[6] channel, ARGV[7] PUBLISH or SPUBLISH. Returns
+// {marker stream id, From}.
 const rollbackScript = `
 local meta = redis.call('HMGET', KEYS[2], 'epoch', 'seq')
 if meta[1] ~= ARGV[1] then return 0 end
@@ -206,6 +212,7 @@ if ARGV[5] ~= '0' then
 else
   id = redis.call('XADD', KEYS[1], '*', 'seq', meta[2] or '0', 'rb', rb)
 end
+redis.call(ARGV[7], ARGV[6], 'rb1 ' .. ARGV[1] .. ' ' .. (meta[2] or '0') .. ' ' .. id .. ' ' .. string.format('%d', from) .. ' ' .. ARGV[3])
 return {id, from}
 `
 
@@ -1140,7 +1147,7 @@ func parseStreamID(s string) (ms, n uint64, ok bool) {
 func (t *Transport) writeRollback(ctx context.Context, topic string, m *rollbackMark) {
 	ctx = context.WithoutCancel(ctx) // the caller may be gone; the marker must not be
 	st := t.state(topic)
-	args := []any{m.epoch, m.from, m.to, m.after, t.maxLenArg}
+	args := []any{m.epoch, m.from, m.to, m.after, t.maxLenArg, st.channel, t.pubCmd()}
 	cmd := evalOnce(ctx, t.rdb, false, rollbackSHA, rollbackScript, st.keys, args)
 	if isNoScript(cmd.Err()) {
 		cmd = evalOnce(ctx, t.rdb, true, rollbackSHA, rollbackScript, st.keys, args)
