@@ -91,7 +91,8 @@ type Follower struct {
 	// set before the workers start.
 	vanished map[string]bool
 	// kept are the cursors of the last term of ownership (see reset).
-	kept map[string]transport.Position
+	kept         map[string]transport.Position
+	keptSuspects map[string][]suspect
 
 	mu      sync.Mutex
 	workers map[string]*worker
@@ -224,9 +225,13 @@ func (f *Follower) runOwned(ctx context.Context) (lost bool, err error) {
 func (f *Follower) reset() {
 	f.mu.Lock()
 	f.kept = make(map[string]transport.Position, len(f.workers))
+	f.keptSuspects = make(map[string][]suspect)
 	for t, w := range f.workers {
 		if w.cursor.Epoch != "" {
 			f.kept[t] = w.cursor
+		}
+		if len(w.suspects) > 0 {
+			f.keptSuspects[t] = w.suspects
 		}
 	}
 	f.workers = make(map[string]*worker)
@@ -437,6 +442,7 @@ func (f *Follower) worker(ctx, hctx context.Context, topic string, saved map[str
 		check:     make(chan struct{}, 1),
 		repair:    make(chan struct{}, 1),
 	}
+	w.suspects = f.keptSuspects[topic]
 	w.catching.Store(true) // until its first catch-up ends
 	f.workers[topic] = w
 	f.order = append(f.order, w)

@@ -45,6 +45,9 @@ type worker struct {
 	// rolled are the RolledBack ranges reported (the last few), so that a
 	// marker names only what was not reported yet.
 	rolled []transport.Rollback
+	// suspects are live frames of another epoch than the cursor's whose
+	// entries could not be found or ruled out yet (see suspect).
+	suspects []suspect
 
 	mu    sync.Mutex // guards shown and head, read by Stats
 	shown transport.Position
@@ -217,7 +220,7 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 		}
 		if page.Epoch != "" && w.cursor.Epoch != "" && page.Epoch != w.cursor.Epoch {
 			next, ok, err := w.sameLog(ctx, page.Epoch, count)
-			if errors.Is(err, transport.ErrUnknownTopic) {
+			if errors.Is(err, transport.ErrUnknownTopic) || errors.Is(err, errChurn) {
 				return true // the meta hash is being remade: look again at the next frame or check
 			}
 			if err != nil {
@@ -400,8 +403,14 @@ func (w *worker) sameLog(ctx context.Context, epoch string, count int) (transpor
 		}
 		epoch = page.Epoch // remade again meanwhile: ask the newest
 	}
-	if page.Epoch != epoch || len(page.Events) == 0 {
-		return transport.Page{}, false, nil
+	switch {
+	case page.Epoch != epoch:
+		return transport.Page{}, false, errChurn
+	case len(page.Events) == 0:
+		// Nothing at or after the cursor's stream id: a log made anew
+		// would hold its new entries there (ids follow Redis's clock), so
+		// this is the cursor's log, with nothing new.
+		return page, true, nil
 	}
 	first := page.Events[0]
 	switch {
@@ -501,8 +510,16 @@ func (w *worker) live(ctx, hctx context.Context, d Delivery) bool {
 	}
 	c = w.cursor
 	switch {
+	case d.Position.Epoch != c.Epoch && (c.ID == "" || idAfter(d.Position.ID, c.ID)):
+		// A frame of another epoch, written after everything delivered:
+		// either its entry is in the log (the meta hash is being remade:
+		// a repair delivers it) or its log was reset (evicted, deleted)
+		// before it could be read, and the event is gone.
+		w.suspect(ctx, d.Position, 0)
+		return true
 	case d.Position.Epoch != c.Epoch:
-		// A frame of an epoch the backlog no longer has: stale.
+		// A frame of an epoch the backlog no longer has, from before the
+		// cursor: stale.
 		w.f.c.duplicates.Add(1)
 		return true
 	case d.Position.Seq <= c.Seq:
@@ -515,10 +532,102 @@ func (w *worker) live(ctx, hctx context.Context, d Delivery) bool {
 	// lost the write since. Either way the log is the record: delivering
 	// the frame would move the cursor past seqs the log may still fill
 	// with real events. Skip it; the head check repairs whatever comes.
+	if head, err := w.f.tr.Head(ctx, w.topic); err == nil && head.Epoch == d.Position.Epoch && idAfter(head.ID, d.Position.ID) &&
+		w.inLog(ctx, d.Position.ID) == entryGone {
+		// The log went on past the frame's stream id without its entry:
+		// Redis lost it (evicted with its log, which was made anew).
+		w.f.lost(&LossError{Topic: w.topic, Epoch: d.Position.Epoch, From: d.Position.Seq, To: d.Position.Seq, Reason: Missing})
+		return true
+	}
 	w.f.c.malformed.Add(1)
 	w.f.report(fmt.Errorf("replay: topic %q: live frame claiming seq %d of epoch %s is not in the backlog (which ends at seq %d): skipped",
 		w.topic, d.Position.Seq, d.Position.Epoch, c.Seq))
 	return true
+}
+
+// errChurn says that a topic's meta hash was remade during every read.
+var errChurn = errors.New("replay: the topic's epoch changed during every read")
+
+// suspect is a live frame whose entry may be lost.
+type suspect struct {
+	pos   transport.Position
+	tries int
+}
+
+// maxSuspects bounds a worker's suspects; maxSuspectTries the head checks
+// a suspect waits for the log to be readable before it is reported.
+const (
+	maxSuspects     = 4096
+	maxSuspectTries = 5
+)
+
+// suspect decides about a live frame of another epoch, written after
+// everything delivered: when its entry is in the log (the meta hash is
+// being remade) a repair delivers it; when the log went on without it
+// (its log was reset before it could be read), it is reported lost; when
+// the log cannot be read consistently (keys being evicted and remade), it
+// waits for the next head checks, and is reported after maxSuspectTries.
+func (w *worker) suspect(ctx context.Context, pos transport.Position, tries int) {
+	switch w.inLog(ctx, pos.ID) {
+	case entryHeld:
+		w.needRepair()
+		return
+	case entryGone:
+		w.f.lost(&LossError{Topic: w.topic, Epoch: pos.Epoch, From: pos.Seq, To: pos.Seq, Reason: EpochChanged})
+		return
+	}
+	if tries >= maxSuspectTries || len(w.suspects) >= maxSuspects {
+		w.f.lost(&LossError{Topic: w.topic, Epoch: pos.Epoch, From: pos.Seq, To: pos.Seq, Reason: EpochChanged})
+		return
+	}
+	w.suspects = append(w.suspects, suspect{pos: pos, tries: tries + 1})
+}
+
+// recheck looks again at the suspects, after a head check.
+func (w *worker) recheck(ctx context.Context) {
+	old := w.suspects
+	w.suspects = nil
+	for _, s := range old {
+		c := w.cursor
+		if c.Epoch == s.pos.Epoch && c.Seq >= s.pos.Seq || c.ID == s.pos.ID || idAfter(c.ID, s.pos.ID) && c.Epoch == s.pos.Epoch {
+			continue // delivered since
+		}
+		w.suspect(ctx, s.pos, s.tries)
+	}
+}
+
+type entryState uint8
+
+const (
+	entryUnknown entryState = iota // the log could not be read consistently
+	entryHeld
+	entryGone
+)
+
+// inLog says whether the topic's log holds the entry with stream id id.
+func (w *worker) inLog(ctx context.Context, id string) entryState {
+	before, ok := predID(id)
+	if !ok {
+		return entryUnknown
+	}
+	for range 3 {
+		head, err := w.f.tr.Head(ctx, w.topic)
+		if err != nil {
+			return entryUnknown
+		}
+		page, err := w.f.tr.Range(ctx, w.topic, transport.Position{Epoch: head.Epoch, Seq: head.Seq, ID: before}, 1)
+		if err != nil {
+			return entryUnknown
+		}
+		if page.Epoch != head.Epoch {
+			continue // remade meanwhile
+		}
+		if len(page.Events) > 0 && page.Events[0].Position.ID == id {
+			return entryHeld
+		}
+		return entryGone
+	}
+	return entryUnknown
 }
 
 // conflict checks the cursor's event against the log. When the log holds
@@ -618,6 +727,9 @@ func (w *worker) deliver(ctx, hctx context.Context, d Delivery) bool {
 // previous check that the cursor has still not reached while nothing is
 // queued means a lost frame: repair.
 func (w *worker) checkHead(ctx, hctx context.Context) bool {
+	if len(w.suspects) > 0 {
+		defer w.recheck(ctx)
+	}
 	head, err := w.f.tr.Head(ctx, w.topic)
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, transport.ErrClosed) {
