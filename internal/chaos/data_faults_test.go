@@ -1702,7 +1702,7 @@ func (d *dataEnv) evictions() map[string]int {
 var lruScenario = dataScenario{
 	name: "maxmemory-allkeys-lru", lossy: true,
 	knownGap: "allkeys-* eviction at hundreds of keys a second: an event whose log, meta hash and live frame all vanished within milliseconds (the frame dropped by a full buffer) leaves no trace to report",
-	gap: [2]time.Duration{300 * time.Millisecond, time.Second},
+	gap:      [2]time.Duration{300 * time.Millisecond, time.Second},
 	world: func(t *testing.T) *dataEnv {
 		srv := redistest.Start(t)
 		d := newDataEnv(t, dataConn{Addr: srv.Addr()}, srv)
