@@ -110,13 +110,11 @@ type dataChildSpec struct {
 	Bus bool `json:"bus,omitempty"`
 }
 
-// dataChildBus picks the children's API. A durable bus.Bus with one
-// Handle per topic runs one replay.Follower per topic, each with a lease
-// holder id of its own, all claiming the same consumer: one wins and the
-// others wait as standbys for good, so the bus never gets Ready (seen at
-// 38d4c5c). Until that is fixed the children use one replay.Follower over
-// all topics (one holder), which the bus's followers are made of.
-const dataChildBus = false
+// dataChildBus picks the children's API: a durable bus.Bus with one
+// Handle per topic (one replay.Follower per topic, sharing the bus's
+// lease), as the harness's child does; false runs one replay.Follower over
+// all topics instead.
+const dataChildBus = true
 
 func init() {
 	if spec := os.Getenv(dataChildEnv); spec != "" {

@@ -50,14 +50,10 @@ import (
 const procChildEnv = "DURABUS_CHAOS_PROC_CHILD"
 
 // chaosPerTopic makes the durable children follow each topic with a
-// subscription of its own, as TestChaos's child does, instead of one
-// pattern subscription. It is off by default only because, at the time of
-// writing, it cannot work: each of a bus's per-topic followers claims the
-// lease of the one consumer name under a holder id of its own, so all but
-// one wait as standbys for ever and the bus never becomes Ready (a library
-// bug, reported; the lease is meant to be per consumer and topic, DESIGN
-// 5a). Once that is fixed, the scenarios should run in both modes.
-var chaosPerTopic = flag.Bool("chaos.per-topic", false,
+// subscription of its own (the bus's followers share its lease), as
+// TestChaos's child does; false follows them through one pattern
+// subscription.
+var chaosPerTopic = flag.Bool("chaos.per-topic", true,
 	"durable children of TestChaosProcessFaults subscribe per topic (one follower each) instead of through one pattern")
 
 // procLease is the lease of every durable child: short, so that a
