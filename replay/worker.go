@@ -209,11 +209,7 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 			return true
 		}
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, transport.ErrClosed) {
-				return false
-			}
-			w.f.report(fmt.Errorf("replay: topic %q: read backlog after seq %d: %w", w.topic, w.cursor.Seq, err))
-			if !sleep(ctx, bo.NextBackOff()) {
+			if !w.readFailed(ctx, bo, err) {
 				return false
 			}
 			continue
@@ -224,11 +220,7 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 				return true // the meta hash is being remade: look again at the next frame or check
 			}
 			if err != nil {
-				if ctx.Err() != nil || errors.Is(err, transport.ErrClosed) {
-					return false
-				}
-				w.f.report(fmt.Errorf("replay: topic %q: read backlog after seq %d: %w", w.topic, w.cursor.Seq, err))
-				if !sleep(ctx, bo.NextBackOff()) {
+				if !w.readFailed(ctx, bo, err) {
 					return false
 				}
 				continue
@@ -283,6 +275,16 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 			return true
 		}
 	}
+}
+
+// readFailed reports a failed backlog read and waits before the next
+// try; it returns false when the follower is stopping.
+func (w *worker) readFailed(ctx context.Context, bo *backoff.ExponentialBackOff, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, transport.ErrClosed) {
+		return false
+	}
+	w.f.report(fmt.Errorf("replay: topic %q: read backlog after seq %d: %w", w.topic, w.cursor.Seq, err))
+	return sleep(ctx, bo.NextBackOff())
 }
 
 // pageAhead is a backlog page being read ahead by a goroutine of the
