@@ -115,9 +115,12 @@ func (w *worker) resolveStart(ctx context.Context) bool {
 		var err error
 		switch w.start.kind {
 		case startBeginning:
-			w.cursor = transport.Position{}
+			w.cursor, err = w.beginning(ctx)
 		case startAfter:
 			w.cursor = w.start.pos
+			// A durable consumer that saved a zero start (its topic had no
+			// log yet) owns the topic's first epoch from seq 1.
+			w.epochReset = w.fromSaved && w.cursor.IsZero()
 		case startSince:
 			w.cursor, err = w.f.tr.Seek(ctx, w.topic, w.start.t)
 		default:
@@ -142,6 +145,21 @@ func (w *worker) resolveStart(ctx context.Context) bool {
 			return false
 		}
 	}
+}
+
+// beginning returns the cursor of a Beginning start: for a durable
+// consumer, just before the oldest event held, in its epoch (so that what
+// is trimmed after its start is reported, also after a restart); the zero
+// Position otherwise, or when the topic has no log yet.
+func (w *worker) beginning(ctx context.Context) (transport.Position, error) {
+	if w.f.cp == nil {
+		return transport.Position{}, nil
+	}
+	page, err := w.f.tr.Range(ctx, w.topic, transport.Position{}, 1)
+	if err != nil || len(page.Events) == 0 {
+		return transport.Position{Epoch: page.Epoch}, err
+	}
+	return transport.Position{Epoch: page.Epoch, Seq: page.Events[0].Position.Seq - 1}, nil
 }
 
 // saveStart saves the resolved start position of a durable consumer's
@@ -409,10 +427,10 @@ func (w *worker) sameLog(ctx context.Context, epoch string, count int) (transpor
 	case page.Epoch != epoch:
 		return transport.Page{}, false, errChurn
 	case len(page.Events) == 0:
-		// Nothing at or after the cursor's stream id: a log made anew
-		// would hold its new entries there (ids follow Redis's clock), so
-		// this is the cursor's log, with nothing new.
-		return page, true, nil
+		// The cursor's entry is gone and nothing follows it: a log made
+		// anew whose ids are all older (another clock, or a back end whose
+		// ids restart).
+		return transport.Page{}, false, nil
 	}
 	first := page.Events[0]
 	switch {
@@ -702,6 +720,9 @@ func (w *worker) deliver(ctx, hctx context.Context, d Delivery) bool {
 		err := call(hctx, w.f.h, d)
 		if err == nil {
 			break
+		}
+		if hctx.Err() != nil && errors.Is(err, hctx.Err()) {
+			return false // stopped during the call: not a failure
 		}
 		w.f.c.handlerErrors.Add(1)
 		w.f.report(&HandlerError{Topic: w.topic, Position: d.Position, Attempt: attempt, Err: err})

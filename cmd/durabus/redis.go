@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -56,11 +58,14 @@ func wrap(rdb *redis.Client, addr, namespace string, busOpts ...bus.Option) (*co
 	if ns == "" {
 		ns = redistransport.DefaultNamespace
 	}
-	tr, err := redistransport.New(rdb, redistransport.WithNamespace(ns))
+	// The commands print what they see themselves: the library's log says
+	// only what they would not (losses, handler panics), on stderr.
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	tr, err := redistransport.New(rdb, redistransport.WithNamespace(ns), redistransport.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("namespace %q: %w", ns, errors.Unwrap(err))
 	}
-	b, err := bus.New(tr, append([]bus.Option{bus.WithSource("durabus-cli")}, busOpts...)...)
+	b, err := bus.New(tr, append([]bus.Option{bus.WithSource("durabus-cli"), bus.WithLogger(log)}, busOpts...)...)
 	if err != nil {
 		_ = tr.Close()
 		return nil, err

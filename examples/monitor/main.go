@@ -83,7 +83,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		defer tick.Stop()
 		topics := []string{"sensors.a", "sensors.b"}
 		for i := 0; pubCtx.Err() == nil; i++ {
-			if _, err := pub.Publish(pubCtx, Reading{Value: i}, bus.ToTopic(topics[i%2])); err == nil {
+			// ctx, not pubCtx: a publish cut off by pubCtx's deadline may
+			// still be written, and would be delivered uncounted.
+			if _, err := pub.Publish(ctx, Reading{Value: i}, bus.ToTopic(topics[i%2])); err == nil {
 				published++
 			}
 			select {
