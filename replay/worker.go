@@ -414,7 +414,9 @@ func (w *worker) sameLog(ctx context.Context, epoch string, count int) (transpor
 	var page transport.Page
 	for try := 0; ; try++ {
 		var err error
-		page, err = w.f.tr.Range(ctx, w.topic, transport.Position{Epoch: epoch, Seq: c.Seq, ID: before}, count+1)
+		// Seq 0: the read goes by stream id (a back end that reads by seq
+		// when the epoch matches reads from the log's start instead).
+		page, err = w.f.tr.Range(ctx, w.topic, transport.Position{Epoch: epoch, ID: before}, count+1)
 		if err != nil {
 			return transport.Page{}, false, err
 		}
@@ -429,8 +431,11 @@ func (w *worker) sameLog(ctx context.Context, epoch string, count int) (transpor
 	case len(page.Events) == 0:
 		// The cursor's entry is gone and nothing follows it: a log made
 		// anew whose ids are all older (another clock, or a back end whose
-		// ids restart).
-		return transport.Page{}, false, nil
+		// ids restart) — when its head says so; else look again later.
+		if head, err := w.f.tr.Head(ctx, w.topic); err == nil && head.Epoch == epoch && head.ID != "" && idAfter(c.ID, head.ID) {
+			return transport.Page{}, false, nil
+		}
+		return transport.Page{}, false, errChurn
 	}
 	first := page.Events[0]
 	switch {
@@ -635,7 +640,7 @@ func (w *worker) inLog(ctx context.Context, id string) entryState {
 		if err != nil {
 			return entryUnknown
 		}
-		page, err := w.f.tr.Range(ctx, w.topic, transport.Position{Epoch: head.Epoch, Seq: head.Seq, ID: before}, 1)
+		page, err := w.f.tr.Range(ctx, w.topic, transport.Position{Epoch: head.Epoch, ID: before}, 1)
 		if err != nil {
 			return entryUnknown
 		}
