@@ -56,6 +56,26 @@ func start(t testing.TB, b *bus.Bus) {
 	}
 }
 
+// startStoppable runs b and waits until it is Ready; stop closes it and
+// checks what Run returned. For a test that stops b itself.
+func startStoppable(t testing.TB, b *bus.Bus) (stop func()) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- b.Run(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.Ready(ctx); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	return func() {
+		t.Helper()
+		b.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second) // generous: the machine may be loaded

@@ -92,20 +92,11 @@ func TestRedisDurableConsumerSavesItsStartBeforeReadyForEveryStartKind(t *testin
 				never = bus.HandlerFunc(func(context.Context, *bus.Message) error { return fmt.Errorf("not now") })
 			}
 			first.Handle(topic, never, bus.StartAt(tc.start()))
-			done := make(chan error, 1)
-			rctx, stop := context.WithCancel(ctx)
-			go func() { done <- first.Run(rctx) }()
-			readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			if err := first.Ready(readyCtx); err != nil {
-				t.Fatal(err)
-			}
-			cancel()
+			stop := startStoppable(t, first)
 			if n, _ := rdb.HExists(ctx, "durabus:consumer:"+consumer, topic).Result(); !n {
 				t.Fatalf("Ready before the start position of %s was saved", consumer)
 			}
 			stop()
-			first.Close()
-			<-done
 
 			for i := range 10 {
 				pub.Publish(ctx, Tick{N: 5 + i}, bus.ToTopic(topic))
@@ -134,14 +125,7 @@ func TestRedisSecondProcessWithOneDurableNameWaitsAsAStandby(t *testing.T) {
 		return b
 	}
 	var first, second seqLog
-	owner := newOwner(&first)
-	done1 := make(chan error, 1)
-	go func() { done1 <- owner.Run(ctx) }()
-	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := owner.Ready(readyCtx); err != nil {
-		t.Fatal(err)
-	}
+	stopOwner := startStoppable(t, newOwner(&first))
 	standby := newOwner(&second)
 	done2 := make(chan error, 1)
 	go func() { done2 <- standby.Run(ctx) }()
@@ -154,10 +138,7 @@ func TestRedisSecondProcessWithOneDurableNameWaitsAsAStandby(t *testing.T) {
 	if n := len(second.get()); n != 0 {
 		t.Fatalf("the standby handled %d events while the owner held the consumer", n)
 	}
-	owner.Close() // releases the lease: the standby takes over at once
-	if err := <-done1; err != nil {
-		t.Fatal(err)
-	}
+	stopOwner() // releases the lease: the standby takes over at once
 	for i := range 100 {
 		pub.Publish(ctx, Tick{N: 100 + i}, bus.ToTopic("jobs"))
 	}
@@ -185,11 +166,7 @@ func TestRedisRolledBackHeadDeliversWhatTheBacklogHoldsAtReusedSeqs(t *testing.T
 		pub.Publish(ctx, Tick{N: i})
 	}
 	waitFor(t, "10", func() bool { return len(got.get()) == 10 })
-	entries, _ := rdb.XRevRangeN(ctx, "durabus:{tick}:log", "+", "-", 5).Result()
-	env := entries[0].Values["e"]
-	for _, e := range entries {
-		rdb.XDel(ctx, "durabus:{tick}:log", e.ID)
-	}
+	env := loseLast(t, rdb, "tick", 5, 5)[0].Values["e"]
 	rdb.XAdd(ctx, redisXAdd{"durabus:{tick}:log", 6, env}.args())
 	rdb.XAdd(ctx, redisXAdd{"durabus:{tick}:log", 7, env}.args())
 	rdb.HSet(ctx, "durabus:{tick}:meta", "seq", 7)
@@ -253,20 +230,12 @@ func TestRedisVanishedCheckpointIsReported(t *testing.T) {
 	}
 	var got1 seqLog
 	var l1 lossLog
-	b1 := run(&got1, &l1)
-	done := make(chan error, 1)
-	go func() { done <- b1.Run(ctx) }()
-	rc, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := b1.Ready(rc); err != nil {
-		t.Fatal(err)
-	}
+	stop1 := startStoppable(t, run(&got1, &l1))
 	for i := range 10 {
 		pub.Publish(ctx, Tick{N: i}, bus.ToTopic("ledger"))
 	}
 	waitFor(t, "10", func() bool { return len(got1.get()) == 10 })
-	b1.Close()
-	<-done
+	stop1()
 	rdb.Del(ctx, "durabus:consumer:audit") // evicted
 	var got2 seqLog
 	var l2 lossLog
@@ -349,23 +318,16 @@ func TestRedisRollbackReachesAConsumerThatWasAway(t *testing.T) {
 	}
 	var first seqLog
 	var l1 lossLog
-	b1 := run(&first, &l1)
-	done := make(chan error, 1)
-	go func() { done <- b1.Run(ctx) }()
+	stop1 := startStoppable(t, run(&first, &l1))
 	for i := range 15 {
 		pub.Publish(ctx, Tick{N: i})
 	}
 	waitFor(t, "15", func() bool { return len(first.get()) == 15 })
-	b1.Close()
-	<-done
+	stop1()
 	for i := range 5 {
 		pub.Publish(ctx, Tick{N: 15 + i})
 	}
-	entries, _ := rdb.XRevRangeN(ctx, "durabus:{tick}:log", "+", "-", 5).Result()
-	for _, e := range entries {
-		rdb.XDel(ctx, "durabus:{tick}:log", e.ID)
-	}
-	rdb.HSet(ctx, "durabus:{tick}:meta", "seq", 15)
+	loseLast(t, rdb, "tick", 5, 15)
 
 	var second seqLog
 	var l2 lossLog

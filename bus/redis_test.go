@@ -223,6 +223,25 @@ func TestRedisSinceReplaysExactlyTheEventsFromATime(t *testing.T) {
 	}
 }
 
+// loseLast deletes the last n entries of topic's log and sets its meta seq
+// to seq: what a Redis that lost acknowledged writes holds (a crash with
+// appendfsync everysec, a failover to a lagging replica). It returns the
+// deleted entries, newest first.
+func loseLast(t testing.TB, rdb *redis.Client, topic string, n int64, seq uint64) []redis.XMessage {
+	t.Helper()
+	ctx := context.Background()
+	log := "durabus:{" + topic + "}:log"
+	entries, err := rdb.XRevRangeN(ctx, log, "+", "-", n).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		rdb.XDel(ctx, log, e.ID)
+	}
+	rdb.HSet(ctx, "durabus:{"+topic+"}:meta", "seq", seq)
+	return entries
+}
+
 func mustHead(t testing.TB, tr transport.Transport, topic string) transport.Position {
 	t.Helper()
 	p, err := tr.Head(context.Background(), topic)
@@ -424,14 +443,7 @@ func TestRedisRolledBackWritesAreReportedAndReusedSeqsDelivered(t *testing.T) {
 		pub.Publish(ctx, Tick{N: i})
 	}
 	waitFor(t, "10 ticks", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 10 })
-	rollback := func() {
-		entries, _ := rdb.XRevRangeN(ctx, "durabus:{tick}:log", "+", "-", 5).Result()
-		for _, e := range entries {
-			rdb.XDel(ctx, "durabus:{tick}:log", e.ID)
-		}
-		rdb.HSet(ctx, "durabus:{tick}:meta", "seq", 5)
-	}
-	rollback()
+	loseLast(t, rdb, "tick", 5, 5)
 	for i := 11; i <= 13; i++ { // get seqs 6, 7, 8 again
 		pub.Publish(ctx, Tick{N: i})
 	}
@@ -446,11 +458,7 @@ func TestRedisRolledBackWritesAreReportedAndReusedSeqsDelivered(t *testing.T) {
 	mu.Unlock()
 
 	// Rolled back with nothing published since: the head check sees it.
-	entries, _ := rdb.XRevRangeN(ctx, "durabus:{tick}:log", "+", "-", 2).Result()
-	for _, e := range entries {
-		rdb.XDel(ctx, "durabus:{tick}:log", e.ID)
-	}
-	rdb.HSet(ctx, "durabus:{tick}:meta", "seq", 6)
+	loseLast(t, rdb, "tick", 2, 6)
 	waitFor(t, "the head check's report", func() bool { mu.Lock(); defer mu.Unlock(); return len(losses) == 2 })
 	mu.Lock()
 	if l := losses[1]; l.Reason != replay.RolledBack || l.From != 7 || l.To != 8 {
