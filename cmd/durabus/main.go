@@ -6,7 +6,7 @@
 //
 //	durabus [global flags] <command> [flags] [arguments]
 //
-// Commands: demo, publish, tail, replay, stats, dead, bench, version, help. Run
+// Commands: demo, publish, tail, replay, stats, dead, serve, bench, version, help. Run
 // "durabus help <command>" for a command's flags. Global flags may also be
 // given after the command.
 //
@@ -228,7 +228,7 @@ func commandNames() []string {
 	return names
 }
 
-var commandOrder = []string{"demo", "publish", "tail", "replay", "stats", "dead", "version"}
+var commandOrder = []string{"demo", "publish", "tail", "replay", "stats", "dead", "serve", "version"}
 
 func mainUsage(w io.Writer) {
 	fmt.Fprint(w, `durabus makes Redis Pub/Sub durable; this tool demonstrates it and
