@@ -108,3 +108,41 @@ func TestACLMinimalUser(t *testing.T) {
 		t.Fatalf("Range as a user without rights: %v", err)
 	}
 }
+
+// A command refused inside the publish script is named, with the ACL line
+// to read; one refused before the script's first write proves that nothing
+// was written.
+func TestACLRefusalInScriptNamesTheCommand(t *testing.T) {
+	without := func(cmd string) string {
+		return strings.Replace(aclRules, " +"+cmd+" ", " ", 1)
+	}
+	srv := redistest.Start(t,
+		redistest.WithACL("noxadd on >pw "+without("xadd")),
+		redistest.WithACL("nopublish on >pw "+without("publish")))
+	ctx := testCtx(t)
+	for _, tc := range []struct {
+		user, want string
+		unknown    bool // the outcome is unknown: the event may be in the log
+	}{
+		{"noxadd", "may not run XADD in a durabus script (add +xadd to its ACL)", false},
+		{"nopublish", "may not run PUBLISH or SPUBLISH in a durabus script (add +publish +spublish to its ACL)", true},
+	} {
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: tc.user, Password: "pw"})
+		t.Cleanup(func() { _ = c.Close() })
+		tr := newTransport(t, c)
+		for _, topic := range []string{"acl.new", "acl.new"} { // a new topic, then an existing one
+			_, err := tr.Publish(ctx, message(topic, 1))
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "docs/operations.md") {
+				t.Fatalf("%s: Publish: %v; want an error saying %q and pointing to docs/operations.md", tc.user, err, tc.want)
+			}
+			if got := errors.Is(err, redistransport.ErrUnknownOutcome); got != tc.unknown {
+				t.Errorf("%s: errors.Is(err, ErrUnknownOutcome) = %v, want %v: %v", tc.user, got, tc.unknown, err)
+			}
+		}
+		if tc.user == "noxadd" {
+			if n := srv.Client(t).Exists(ctx, "durabus:{acl.new}:log", "durabus:{acl.new}:meta").Val(); n != 0 {
+				t.Errorf("a publish refused at its XADD left %d key(s) behind", n)
+			}
+		}
+	}
+}

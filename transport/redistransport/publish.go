@@ -311,6 +311,11 @@ var refusedCodes = map[string]bool{
 	"OOM": true, "READONLY": true, "MISCONF": true, "NOREPLICAS": true,
 }
 
+// deniedBeforeWrite are the commands that the publish scripts call before
+// their first write (the first XADD): a refusal of one by the ACL inside
+// the script leaves nothing behind.
+var deniedBeforeWrite = map[string]bool{"HMGET": true, "TIME": true, "XREVRANGE": true, "XRANGE": true, "GET": true, "XADD": true}
+
 // refused reports whether err proves that a publish script did not run:
 // nothing was sent (no connection from the pool, a refused dial, a closed
 // client), or Redis refused the call before any write (refusedCodes).
@@ -322,6 +327,9 @@ func refused(err error) bool {
 	if errors.As(err, &rerr) {
 		msg := rerr.Error()
 		code, _, _ := strings.Cut(msg, " ")
+		if cmd, ok := scriptDenied(rerr); ok {
+			return deniedBeforeWrite[cmd]
+		}
 		return refusedCodes[code] || strings.HasPrefix(msg, "ERR max number of clients")
 	}
 	var op *net.OpError

@@ -75,6 +75,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -276,14 +278,21 @@ func (t *Transport) Close() error {
 	return nil
 }
 
-// wrapErr adds context, and a hint when Redis refused for lack of rights.
+// aclHint ends the message of an error caused by a missing ACL right.
+const aclHint = " (the Redis user lacks a right durabus needs; see the ACL line in docs/operations.md)"
+
+// wrapErr adds context, and a hint when Redis refused for lack of rights
+// (NOPERM, or a command refused inside one of durabus's scripts).
 func wrapErr(op, topic string, err error) error {
 	if err == nil {
 		return nil
 	}
 	var hint string
 	if strings.HasPrefix(err.Error(), "NOPERM") {
-		hint = " (the Redis user lacks a right durabus needs; see the ACL line in docs/operations.md)"
+		hint = aclHint
+	} else if cmd, ok := scriptDenied(err); ok {
+		err = &scriptPermError{cmd: cmd, err: err}
+		hint = aclHint
 	}
 	if topic != "" {
 		return fmt.Errorf("redistransport: %s %q: %w%s", op, topic, err, hint)
@@ -292,3 +301,65 @@ func wrapErr(op, topic string, err error) error {
 }
 
 func isNil(err error) bool { return errors.Is(err, redis.Nil) }
+
+// scriptPermError is a command refused by the ACL inside one of durabus's
+// scripts. Redis 7 reports it as "ERR The user executing the script can't
+// run this command or subcommand script: <sha>, on @user_script:<line>",
+// without the command's name; the message names it.
+type scriptPermError struct {
+	cmd string // "XADD", "PUBLISH or SPUBLISH", or "" when not known
+	err error
+}
+
+func (e *scriptPermError) Error() string {
+	if e.cmd == "" {
+		return "NOPERM the Redis user may not run a command of a durabus script: " + e.err.Error()
+	}
+	return "NOPERM the Redis user may not run " + e.cmd + " in a durabus script (add +" +
+		strings.ToLower(strings.ReplaceAll(e.cmd, " or ", " +")) + " to its ACL)"
+}
+
+func (e *scriptPermError) Unwrap() error { return e.err }
+
+// scriptDeniedRE matches Redis 7's reply to a command refused by the ACL
+// inside a script.
+var scriptDeniedRE = regexp.MustCompile(`can't run this command or subcommand script: ([0-9a-f]{40}), on @user_script:(\d+)`)
+
+// scriptCallRE finds the command of a redis.call on a line of a script.
+var scriptCallRE = regexp.MustCompile(`redis\.call\('([A-Za-z]+)'|redis\.call\((ARGV\[\d+\])`)
+
+// scriptSources are durabus's scripts by SHA1, for scriptDenied.
+var scriptSources = func() map[string]string {
+	m := map[string]string{}
+	for _, src := range []string{publishScript, singleScript, rollbackScript,
+		claimScript, renewScript, releaseScript, saveScript} {
+		m[scriptSHA(src)] = src
+		m[scriptSHA(allowOOM+src)] = allowOOM + src
+	}
+	return m
+}()
+
+// scriptDenied reports the command that the ACL refused inside one of
+// durabus's scripts, read from the script line the error names. A command
+// given as an argument (the frame's PUBLISH) is "PUBLISH or SPUBLISH"; an
+// unknown script or line gives "".
+func scriptDenied(err error) (string, bool) {
+	m := scriptDeniedRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return "", false
+	}
+	src, ok := scriptSources[m[1]]
+	line, _ := strconv.Atoi(m[2])
+	lines := strings.Split(src, "\n")
+	if !ok || line < 1 || line > len(lines) {
+		return "", true
+	}
+	c := scriptCallRE.FindStringSubmatch(lines[line-1])
+	switch {
+	case c == nil:
+		return "", true
+	case c[1] != "":
+		return strings.ToUpper(c[1]), true
+	}
+	return "PUBLISH or SPUBLISH", true
+}
