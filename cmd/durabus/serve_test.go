@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/chromedp/chromedp"
+
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestServeTopicsShowPublishedCountsAndSearch(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.publish(t, "orders", "order.placed", 7)
+	f.publish(t, "payments", "payment.made", 3)
+	s := startServe(t, f.url, nil)
+	b := newBrowser(t, 1280, 900)
+	b.open(s.url + "topics")
+	cell := func(topic, col string) string {
+		return fmt.Sprintf(`(document.querySelector('tr[data-name=%q] td.%s')||{}).textContent`, topic, col)
+	}
+	b.waitJS("the orders row with 7 events", cell("orders", "backlog")+` === "7" && `+cell("orders", "head")+` === "7"`)
+	b.waitJS("the payments row with 3 events", cell("payments", "backlog")+` === "3"`)
+
+	// The page refreshes itself: 5 more events show without a reload.
+	f.publish(t, "orders", "order.placed", 5)
+	b.waitJS("the orders row with 12 events after a refresh", cell("orders", "backlog")+` === "12" && `+cell("orders", "head")+` === "12"`)
+	b.waitJS("a rate chart for orders", `document.querySelector('tr[data-name="orders"] svg.spark polyline') !== null`)
+
+	// Search hides what does not match, by substring or glob.
+	b.do("search for pay", chromedp.SendKeys(chromedp.CSS("#q"), "pay"))
+	b.waitJS("orders hidden by the search", `document.querySelector('tr[data-name="orders"]').hidden && !document.querySelector('tr[data-name="payments"]').hidden`)
+}
+
+func TestServeLiveTailShowsAnEventWithinTwoSeconds(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.publish(t, "orders", "order.placed", 4)
+	s := startServe(t, f.url, nil)
+	b := newBrowser(t, 1280, 900)
+	b.open(s.url + "tail")
+	b.do("start a tail of orders.*",
+		chromedp.SetValue(chromedp.CSS("#tail-pattern"), "orders.*"),
+		chromedp.Click(chromedp.CSS("#tail-start")))
+	b.waitJS("the tail to start", `document.getElementById("tail-status").textContent.startsWith("Tailing")`)
+	// A first event proves the follower is live; the second one is timed.
+	warm, _ := f.publish(t, "orders.eu", "order.placed", 1)
+	b.waitJS("the first live event", fmt.Sprintf(`document.querySelector('#tail-rows tr[data-id=%q]') !== null`, warm.ID))
+	e, _ := f.publish(t, "orders.us", "order.placed", 1)
+	published := time.Now()
+	b.waitJS("the timed live event", fmt.Sprintf(`document.querySelector('#tail-rows tr[data-id=%q]') !== null`, e.ID))
+	if took := time.Since(published); took > 2*time.Second {
+		t.Errorf("the live event appeared %v after its publish returned, want within 2 s", took.Round(time.Millisecond))
+	}
+	if got := eval[string](b, `document.querySelectorAll('#tail-rows tr').length + ""`); got != "2" {
+		t.Errorf("the tail of new events shows %s rows, want 2 (the 4 older events are not new)", got)
+	}
+	b.waitJS("the page says it samples at high rates", `document.getElementById("tail-rendering").textContent.includes("5 000 events/s")`)
+
+	// Replay from the beginning, chosen on the page, shows the backlog.
+	b.do("restart the tail of orders from the beginning",
+		chromedp.SetValue(chromedp.CSS("#tail-pattern"), "orders"),
+		chromedp.SetValue(chromedp.CSS("#tail-from"), "beginning"),
+		chromedp.Click(chromedp.CSS("#tail-start")))
+	b.waitJS("the 4 events of orders replayed", `document.querySelectorAll('#tail-rows tr').length === 4`)
+}
+
+func TestServeRequeuesADeadLetterWithTheButton(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	first := f.deadLetter(t, "orders", "order.placed", "card declined", 3)
+	second := f.deadLetter(t, "orders", "order.placed", "address unknown", 5)
+	before := f.head(t, "orders")
+	s := startServe(t, f.url, nil, "--allow-write")
+	b := newBrowser(t, 1280, 900)
+	b.open(s.url + "dead?topic=orders")
+	row := func(id string) string { return fmt.Sprintf(`document.querySelector('#dead tr[data-id=%q]')`, id) }
+	b.waitJS("both dead letters listed", row(first.ID)+` !== null && `+row(second.ID)+` !== null`)
+	if got := b.text(`#dead tr[data-id="` + first.ID + `"]`); !strings.Contains(got, "card declined") || !strings.Contains(got, "3") {
+		t.Errorf("the first dead letter's row %q lacks its error and attempts", got)
+	}
+	// Inspect shows the envelope pretty-printed.
+	b.do("inspect the first", chromedp.Click(chromedp.CSS(`#d-`+first.ID+` summary`)))
+	b.waitJS("the pretty envelope", fmt.Sprintf(`document.querySelector('#d-%s pre.json').textContent.includes('\n  "id": %q')`, first.ID, first.ID))
+
+	b.do("requeue the first", chromedp.Click(chromedp.CSS(`#dead tr[data-id="`+first.ID+`"] button.requeue`)))
+	b.waitJS("the requeued dead letter gone from the list", row(first.ID)+` === null && `+row(second.ID)+` !== null`)
+	b.waitJS("the answer shown", `document.getElementById("flash").textContent.includes("requeued 1 dead letter(s) of orders")`)
+	if got := f.head(t, "orders"); got != before+1 {
+		t.Fatalf("orders head %d after the requeue, want %d", got, before+1)
+	}
+	last, err := f.srv.Client(t).XRevRangeN(t.Context(), "durabus:{orders}:log", "+", "-", 1).Result()
+	if err != nil || len(last) != 1 || !strings.Contains(fmt.Sprint(last[0].Values["e"]), first.ID) {
+		t.Errorf("the last entry of orders after the requeue: %v, %v; want event %s", last, err, first.ID)
+	}
+
+	b.do("requeue all", chromedp.Click(chromedp.CSS("#requeue-all")))
+	b.waitJS("the list empty", `document.querySelectorAll('#dead tr[data-id]').length === 0`)
+}
+
+func TestServeRefusesAWriteWithoutAllowWrite(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	e := f.deadLetter(t, "orders", "order.placed", "card declined", 3)
+	before := f.head(t, "orders")
+	s := startServe(t, f.url, nil)
+	b := newBrowser(t, 1280, 900)
+	b.open(s.url + "dead?topic=orders")
+	b.waitJS("the dead letter listed", fmt.Sprintf(`document.querySelector('#dead tr[data-id=%q]') !== null`, e.ID))
+	b.do("click requeue", chromedp.Click(chromedp.CSS(`#dead tr[data-id="`+e.ID+`"] button.requeue`)))
+	b.waitJS("the refusal shown", `document.getElementById("flash").textContent.includes("Refused (403)") && document.getElementById("flash").textContent.includes("--allow-write")`)
+	// The page refreshes; the dead letter stays and nothing was published.
+	b.waitJS("the dead letter still listed after a refresh", fmt.Sprintf(`document.getElementById("content").dataset.updated && document.querySelector('#dead tr[data-id=%q]') !== null`, e.ID))
+	if got := f.head(t, "orders"); got != before {
+		t.Errorf("orders head %d after a refused requeue, want %d", got, before)
+	}
+}
+
+func TestServeRefusesANonLoopbackAddressWithoutAToken(t *testing.T) {
+	t.Parallel()
+	for _, addr := range []string{"0.0.0.0:0", ":8080", "[::]:0", "192.0.2.1:8080"} {
+		r := cli(t, "", nil, "serve", "--addr", addr)
+		oneErrorLine(t, r, 2, "not a loopback address, without a token: give --token or DURABUS_CONSOLE_TOKEN")
+	}
+	r := cli(t, "", nil, "serve", "--addr", "0.0.0.0:0", "--token", "short")
+	oneErrorLine(t, r, 2, "want at least 16")
+}
