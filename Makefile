@@ -7,10 +7,10 @@ BIN           := $(CURDIR)/bin
 FUZZTIME      ?= 5s
 SUDO          := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: test lint unit fuzz redis-server bench chaos demo
+.PHONY: test lint unit fuzz redis-server chromium bench chaos demo
 
-## test: install Redis if missing, check formatting, vet, staticcheck, then all tests with -race and a short fuzz run.
-test: redis-server lint unit fuzz
+## test: install Redis and Chromium if missing, check formatting, vet, staticcheck, then all tests with -race and a short fuzz run.
+test: redis-server chromium lint unit fuzz
 
 ## demo: install Redis if missing, then run `durabus demo` against a private redis-server (about 10 s).
 demo: redis-server
@@ -23,6 +23,18 @@ redis-server:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends redis-server </dev/null; \
 	}
 	@redis-server --version
+
+## chromium: the headless browser of the console's tests (cmd/durabus serve_test.go), installed with
+## apt-get when none of the names the tests look for is on PATH: Debian's chromium-headless-shell, else chromium.
+CHROMIUM_NAMES := chromium-headless-shell chromium chromium-browser headless_shell
+chromium:
+	@found=; for n in $(CHROMIUM_NAMES); do command -v $$n >/dev/null 2>&1 && { found=$$n; break; }; done; \
+	if [ -z "$$found" ]; then \
+		echo "no headless Chromium found: installing chromium-headless-shell with apt-get"; \
+		$(SUDO) apt-get update -q && \
+		{ DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium-headless-shell </dev/null || \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium </dev/null; }; \
+	else echo "headless Chromium: $$(command -v $$found)"; fi
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
