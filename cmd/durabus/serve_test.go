@@ -5,6 +5,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/durabus/durabus/internal/redistest"
+
 	"strings"
 	"testing"
 	"time"
@@ -126,4 +128,56 @@ func TestServeRefusesANonLoopbackAddressWithoutAToken(t *testing.T) {
 	}
 	r := cli(t, "", nil, "serve", "--addr", "0.0.0.0:0", "--token", "short")
 	oneErrorLine(t, r, 2, "want at least 16")
+}
+
+// consoleACL is the read-only user of docs/console.md: everything the
+// console shows, nothing it could change.
+const consoleACL = "console on >console-secret-pw resetchannels ~durabus:* &durabus:* &durabus:{*} -@all " +
+	"+ping +hmget +hget +hgetall +exists +xlen +xrange +xrevrange +zrange +scan +memory|usage " +
+	"+pubsub|numsub +pubsub|numpat +subscribe +psubscribe +unsubscribe +punsubscribe"
+
+func TestServeWorksWithAReadOnlyUserAndSaysWhatItCannotDo(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, redistest.WithACL(consoleACL))
+	f.publish(t, "orders", "order.placed", 3)
+	e := f.deadLetter(t, "orders", "order.placed", "card declined", 2)
+	ro := "redis://console:console-secret-pw@" + f.srv.Addr()
+	s := startServe(t, ro, nil, "--allow-write")
+	b := newBrowser(t, 1280, 900)
+
+	b.open(s.url + "topics")
+	b.waitJS("the orders row", `(document.querySelector('tr[data-name="orders"] td.head')||{}).textContent === "4"`)
+	if got := b.text("#snapshot-error"); got != "" {
+		t.Errorf("the topics page shows an error with the read-only user: %s", got)
+	}
+	b.open(s.url + "dead?topic=orders")
+	b.waitJS("the dead letter listed", fmt.Sprintf(`document.querySelector('#dead tr[data-id=%q]') !== null`, e.ID))
+	b.do("requeue", chromedp.Click(chromedp.CSS(`#dead tr[data-id="`+e.ID+`"] button.requeue`)))
+	b.waitJS("the refusal by Redis explained", `document.getElementById("flash").textContent.includes("NOPERM") && document.getElementById("flash").textContent.includes("publishing rights")`)
+
+	b.open(s.url + "tail?pattern=orders")
+	b.do("tail orders from the beginning", chromedp.SetValue(chromedp.CSS("#tail-from"), "beginning"), chromedp.Click(chromedp.CSS("#tail-start")))
+	b.waitJS("the 4 events of orders", `document.querySelectorAll('#tail-rows tr').length === 4`)
+	b.open(s.url + "losses")
+	b.waitJS("the console's follower running", `document.body.textContent.includes("follows *")`)
+	if got := b.text("#notices"); strings.Contains(got, "NOPERM") {
+		t.Errorf("the console's follower was refused something with the read-only user:\n%s", got)
+	}
+}
+
+func TestServeViewsFitA390PixelWideScreen(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.publish(t, "orders.with.a.rather.long.topic.name", "order.placed", 2)
+	f.deadLetter(t, "orders", "order.placed", strings.Repeat("a long error message ", 20), 3)
+	s := startServe(t, f.url, nil)
+	b := newBrowser(t, 390, 844)
+	for _, page := range []string{"topics", "consumers", "dead?topic=orders", "tail", "losses"} {
+		b.open(s.url + page)
+		b.waitJS(page+" rendered", `document.querySelector("#content h1") !== null`)
+		if w := eval[float64](b, `document.documentElement.scrollWidth`); w > 390 {
+			b.screenshot(strings.Split(page, "?")[0])
+			t.Errorf("%s is %v px wide in a 390 px window: it scrolls sideways", page, w)
+		}
+	}
 }
