@@ -397,10 +397,10 @@ func (c *Console) serveDead(w http.ResponseWriter, r *http.Request) {
 type lossesView struct {
 	Notices                          []Notice
 	Losses, Lost, Reconnects, Errors int
-	Pattern                        string
-	Since                          time.Time
-	Running                        bool
-	Seen                           uint64
+	Pattern                          string
+	Since                            time.Time
+	Running                          bool
+	Seen                             uint64
 }
 
 func (c *Console) serveLosses(w http.ResponseWriter, r *http.Request) {
