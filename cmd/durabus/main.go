@@ -118,7 +118,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "durabus: %s (see durabus help)\n", oneLine(ue.msg))
 		return 2
 	default:
-		fmt.Fprintf(stderr, "durabus: %s\n", oneLine(err.Error()))
+		msg := oneLine(err.Error())
+		if strings.Contains(msg, "NOPERM") && !strings.Contains(msg, "docs/operations.md") {
+			msg += ` (the Redis user lacks a right this command needs; see "ACL: the CLI" in docs/operations.md)`
+		}
+		fmt.Fprintf(stderr, "durabus: %s\n", msg)
 		return 1
 	}
 }

@@ -80,7 +80,12 @@ func dial(ctx context.Context, url, clientName string) (*redis.Client, string, e
 	if err != nil {
 		return nil, "", fmt.Errorf("--redis %q: %v (want redis://[user:password@]host:port[/db] or rediss://…)", redactURL(url), err)
 	}
-	opts.ClientName = clientName
+	// The name shows in CLIENT LIST; a user without the right to set it
+	// (the least-privilege ACL user of docs/operations.md) works unnamed.
+	opts.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
+		_ = cn.ClientSetName(ctx, clientName).Err()
+		return nil
+	}
 	opts.DialTimeout = 3 * time.Second
 	opts.DialerRetries = 2 // fail fast when nothing listens; the follower has its own backoff
 	rdb := redis.NewClient(opts)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -196,6 +197,11 @@ func collectStats(ctx context.Context, rdb *redis.Client, ns, pattern string) (*
 			ts.Epoch, _ = v[0].(string)
 			s, _ := v[1].(string)
 			ts.Head, _ = strconv.ParseUint(s, 10, 64)
+		}
+		for _, c := range []redis.Cmder{pc.xlen, pc.first, pc.last, pc.numsub} {
+			if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+				return nil, fmt.Errorf("topic %q: %s: %w", name, strings.ToUpper(c.Name()), err)
+			}
 		}
 		ts.Backlog = pc.xlen.Val()
 		if f := pc.first.Val(); len(f) > 0 {
