@@ -310,6 +310,23 @@ func TestTailReplaysAndStopsAtUntil(t *testing.T) {
 	if n := strings.Count(out, "\n"); n != 4 {
 		t.Errorf("tail 't?' --until +1s printed %d lines, want 4:\n%s", n, out)
 	}
+
+	// A time limit in the past makes the tail a replay up to that time,
+	// for a topic and for a pattern, as replay does; from new events on
+	// it is refused, not an empty success.
+	mid := time.Now().UTC().Format(time.RFC3339Nano)
+	ok(t, "{\"n\":5}\n", "--redis", u, "publish", "t1", "--type", "tick", "-")
+	for _, p := range []string{"t1", "t?"} {
+		out = ok(t, "", "--redis", u, "tail", p, "--since", "beginning", "--until", mid)
+		if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 4 || !strings.HasSuffix(lines[3], `{"n":4}`) {
+			t.Errorf("tail %s --since beginning --until <before seq 5> printed:\n%s", p, out)
+		}
+	}
+	if got := jsonLines(t, ok(t, "", "--redis", u, "replay", "t1", "--until", mid)); len(got) != 4 {
+		t.Errorf("replay --until <before seq 5> printed %d events, want 4", len(got))
+	}
+	r := cli(t, "", nil, "--redis", u, "tail", "t1", "--until", "1m")
+	oneErrorLine(t, r, 2, "--until 1m is in the past")
 }
 
 func TestTailFollowsLiveAndEndsCleanlyOnInterrupt(t *testing.T) {

@@ -37,7 +37,9 @@ on stderr.
 
 --until stops it: at a time (a duration ago, +30s from now, RFC 3339;
 events published after it are not printed) or after a seq or position of a
-single topic. Ctrl-C ends it cleanly.`,
+single topic. With a time in the past the tail works as replay does: it
+prints the backlog from --since up to that time and ends at the heads of
+the topics as of its start. Ctrl-C ends it cleanly.`,
 		flags: func(fs *flag.FlagSet) any {
 			o := &tailOpts{}
 			fs.StringVar(&o.since, "since", "new", "where to start: `WHEN` is new, beginning, 10m, RFC 3339, seq or epoch:seq:id")
@@ -74,6 +76,13 @@ func runTail(ctx context.Context, e *env, opts any, args []string) error {
 	if isPattern && (since.kind == pointSeq || since.kind == pointPos || until.kind == pointSeq || until.kind == pointPos) {
 		return usagef("tail: a seq or position in --since or --until needs a single topic, not the pattern %q", pattern)
 	}
+	// An --until in the past makes the tail a replay: it ends at the heads
+	// of the topics as of the start. From new events on it has nothing to
+	// show.
+	pastUntil := hasUntil && until.kind == pointTime && !until.t.After(now)
+	if pastUntil && since.kind == pointNew {
+		return usagef("tail: --until %s is in the past and the tail starts with new events: nothing to show; add --since (e.g. --since 1h), or use durabus replay", o.until)
+	}
 	w := &warner{w: e.stderr}
 	c, err := connect(ctx, e, bus.WithFollowerOptions(
 		replay.WithOnError(w.warn),
@@ -89,9 +98,15 @@ func runTail(ctx context.Context, e *env, opts any, args []string) error {
 	if err != nil {
 		return err
 	}
+	var ends map[string]transport.Position // with pastUntil: the topics' heads at the start
+	if pastUntil {
+		if ends, err = headsOf(ctx, c.tr, pattern, isPattern); err != nil || len(ends) == 0 {
+			return err
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if hasUntil && until.kind == pointTime {
+	if hasUntil && until.kind == pointTime && !pastUntil {
 		stop := time.AfterFunc(time.Until(until.t), cancel)
 		defer stop.Stop()
 	}
@@ -112,6 +127,26 @@ func runTail(ctx context.Context, e *env, opts any, args []string) error {
 			}
 			return err
 		}
+		if ends != nil {
+			end, ok := ends[m.Topic]
+			if !ok {
+				continue // a topic made after the start, or done
+			}
+			if m.Position.Epoch != end.Epoch || m.Position.Seq > end.Seq || until.past(m.Position, m.Time) {
+				delete(ends, m.Topic)
+			} else {
+				if err := printMessage(e, m); err != nil {
+					return err
+				}
+				if m.Position.Seq == end.Seq {
+					delete(ends, m.Topic)
+				}
+			}
+			if len(ends) == 0 {
+				break
+			}
+			continue
+		}
 		if hasUntil && until.past(m.Position, m.Time) {
 			if !isPattern {
 				break
@@ -126,6 +161,32 @@ func runTail(ctx context.Context, e *env, opts any, args []string) error {
 		}
 	}
 	return nil
+}
+
+// headsOf returns the head of topic, or of every topic matching the
+// pattern, that has a log.
+func headsOf(ctx context.Context, tr transport.Transport, pattern string, isPattern bool) (map[string]transport.Position, error) {
+	topics := []string{pattern}
+	if isPattern {
+		var err error
+		if topics, err = tr.Topics(ctx, pattern); err != nil {
+			return nil, err
+		}
+	}
+	heads := make(map[string]transport.Position, len(topics))
+	for _, t := range topics {
+		h, err := tr.Head(ctx, t)
+		if errors.Is(err, transport.ErrUnknownTopic) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if h.Seq > 0 {
+			heads[t] = h
+		}
+	}
+	return heads, nil
 }
 
 // printMessage prints a delivered message as tail does.
