@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"iter"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/durabus/durabus/console"
 	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport"
+	"github.com/durabus/durabus/transport/redistransport"
 )
 
 type serveOpts struct {
@@ -97,7 +99,10 @@ func runServe(ctx context.Context, e *env, opts any, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := wrap(rdb, addr, e.namespace,
+	// The server's log (losses, handler panics) goes to the command's
+	// stderr; the page shows the same.
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	c, err := wrapConsole(rdb, addr, e.namespace, log,
 		bus.WithOnError(func(err error) { con.Report(console.Notice{Kind: "error", Message: err.Error()}) }),
 		bus.WithFollowerOptions(replay.WithOnReconnect(func(reason string) {
 			con.Report(console.Notice{Kind: "reconnect", Message: "live connection rebuilt (" + reason + "); repairing from the backlog"})
@@ -174,6 +179,24 @@ func dialConsole(ctx context.Context, url string) (*redis.Client, string, error)
 		return nil, "", explainRedisErr(opts.Addr, err)
 	}
 	return rdb, opts.Addr, nil
+}
+
+// wrapConsole is wrap with the console's logger.
+func wrapConsole(rdb *redis.Client, addr, namespace string, log *slog.Logger, busOpts ...bus.Option) (*conn, error) {
+	ns := namespace
+	if ns == "" {
+		ns = redistransport.DefaultNamespace
+	}
+	tr, err := redistransport.New(rdb, redistransport.WithNamespace(ns), redistransport.WithLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("namespace %q: %w", ns, errors.Unwrap(err))
+	}
+	b, err := bus.New(tr, append([]bus.Option{bus.WithSource("durabus-console"), bus.WithLogger(log)}, busOpts...)...)
+	if err != nil {
+		_ = tr.Close()
+		return nil, err
+	}
+	return &conn{rdb: rdb, tr: tr, bus: b, addr: addr, ns: ns}, nil
 }
 
 // serveSource is the console's Source: the stats command's collectStats,
