@@ -95,7 +95,7 @@ func runServe(ctx context.Context, e *env, opts any, args []string) error {
 	if err != nil {
 		return err
 	}
-	rdb, addr, err := dialConsole(ctx, e.redisURL)
+	rdb, addr, err := dial(ctx, e.redisURL, "durabus-console")
 	if err != nil {
 		return err
 	}
@@ -160,25 +160,6 @@ func runServe(ctx context.Context, e *env, opts any, args []string) error {
 		err = nil
 	}
 	return err
-}
-
-// dialConsole connects like dial, without a client name: the console's
-// least-privilege user may not run CLIENT SETNAME.
-func dialConsole(ctx context.Context, url string) (*redis.Client, string, error) {
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, "", usagef("--redis %q: %v (want redis://[user:password@]host:port[/db] or rediss://…)", redactURL(url), err)
-	}
-	opts.DialTimeout = 3 * time.Second
-	opts.DialerRetries = 2
-	rdb := redis.NewClient(opts)
-	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		_ = rdb.Close()
-		return nil, "", explainRedisErr(opts.Addr, err)
-	}
-	return rdb, opts.Addr, nil
 }
 
 // wrapConsole is wrap with the console's logger.
