@@ -352,6 +352,9 @@ type deadView struct {
 	Letters []DeadLetter
 	More    bool
 	ListErr string
+	// Snapshot is set when the topics could be read (else Topics is empty
+	// for want of a listing, not of dead letters).
+	Snapshot bool
 }
 
 // deadListMax is how many dead letters the page lists.
@@ -368,7 +371,7 @@ func (c *Console) serveDead(w http.ResponseWriter, r *http.Request) {
 				v.Known = v.Known || name == v.Topic
 			}
 		}
-		pd.Err, pd.Hint = "", "" // shown by the topics page; the list below does not need it
+		v.Snapshot = true
 	}
 	if v.Topic == "" && len(v.Topics) == 1 {
 		v.Topic, v.Known = v.Topics[0].Name, true

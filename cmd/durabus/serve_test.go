@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 
 	"github.com/chromedp/chromedp"
 
@@ -179,5 +180,30 @@ func TestServeViewsFitA390PixelWideScreen(t *testing.T) {
 			b.screenshot(strings.Split(page, "?")[0])
 			t.Errorf("%s is %v px wide in a 390 px window: it scrolls sideways", page, w)
 		}
+	}
+}
+
+func TestServeTakesItsTokenFromTheEnvironment(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const tok = "a-token-of-32-characters-or-so-0"
+	s := startServe(t, f.url, map[string]string{"DURABUS_CONSOLE_TOKEN": tok})
+	get := func(auth string) int {
+		req, _ := http.NewRequest("GET", s.url+"topics", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(""); code != http.StatusUnauthorized {
+		t.Errorf("without the token: %d, want 401", code)
+	}
+	if code := get(tok); code != http.StatusOK {
+		t.Errorf("with the token: %d, want 200", code)
 	}
 }
