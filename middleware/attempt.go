@@ -96,3 +96,29 @@ func Attempt(ctx context.Context) int {
 	}
 	return 1
 }
+
+// Report is what the middleware inside a handler call found out about it,
+// for middleware outside this package that wrap the chain (such as
+// middleware/metrics).
+type Report struct {
+	// Attempts is the number of handler calls Retry made (1 without Retry).
+	Attempts int
+	// Duplicate is true when Dedupe dropped the event as already handled.
+	Duplicate bool
+	// DeadTopic is the dead-letter topic DeadLetter sent the event to, or
+	// "" when it sent none.
+	DeadTopic string
+}
+
+// Track returns ctx with a record that Retry, Dedupe and DeadLetter fill in
+// while the handler call runs (the record already in ctx, when an outer
+// middleware installed one), and a function that reads it. Call the
+// function after the inner handler returned. Safe for concurrent use.
+func Track(ctx context.Context) (context.Context, func() Report) {
+	ctx, c := withCall(ctx)
+	return ctx, func() Report {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return Report{Attempts: max(c.attempt, 1), Duplicate: c.duplicate, DeadTopic: c.deadLettered}
+	}
+}

@@ -21,10 +21,11 @@ const (
 	DefaultDedupeLease = time.Minute
 	// DefaultMemoryDedupeSize bounds the ids a MemoryStore remembers.
 	DefaultMemoryDedupeSize = 100_000
-	// dedupeSaveTimeout bounds Commit and Abort, which run on a ctx
-	// detached from the handler's (its deadline may have passed).
-	dedupeSaveTimeout = 5 * time.Second
 )
+
+// dedupeSaveTimeout bounds Commit and Abort, from the moment the handler
+// returned. A variable so that a test can shorten it.
+var dedupeSaveTimeout = 5 * time.Second
 
 // ErrInFlight is returned by Dedupe when another call holds a live claim on
 // the same event id (another process of the same consumer, or the same
@@ -85,12 +86,18 @@ func Dedupe(store DedupeStore) bus.Middleware {
 				}
 				return nil
 			}
-			saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dedupeSaveTimeout)
-			defer cancel()
+			// Commit and Abort run on a ctx detached from the handler's
+			// (whose deadline may have passed), with a bound that starts
+			// when the handler returns: a slow handler must not eat it.
+			saveCtx := func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.WithoutCancel(ctx), dedupeSaveTimeout)
+			}
 			ok := false
 			defer func() {
 				if !ok {
-					if aerr := store.Abort(saveCtx, id, token); aerr != nil && c != nil {
+					sctx, cancel := saveCtx()
+					defer cancel()
+					if aerr := store.Abort(sctx, id, token); aerr != nil && c != nil {
 						c.note(fmt.Errorf("middleware: dedupe abort of %s: %w", m.ID, aerr))
 					}
 				}
@@ -99,7 +106,9 @@ func Dedupe(store DedupeStore) bus.Middleware {
 				return err
 			}
 			ok = true
-			if cerr := store.Commit(saveCtx, id, token); cerr != nil && c != nil {
+			sctx, cancel := saveCtx()
+			defer cancel()
+			if cerr := store.Commit(sctx, id, token); cerr != nil && c != nil {
 				c.note(fmt.Errorf("middleware: dedupe commit of %s (a redelivery may run the handler again): %w", m.ID, cerr))
 			}
 			return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/internal/redistest"
 	"github.com/durabus/durabus/middleware"
+	"github.com/durabus/durabus/middleware/redisdedupe"
 	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport/memtransport"
 )
@@ -21,7 +23,7 @@ func stores(t *testing.T) map[string]func(t *testing.T) middleware.DedupeStore {
 		"memory": func(*testing.T) middleware.DedupeStore { return middleware.NewMemoryStore(0, 0) },
 		"redis": func(t *testing.T) middleware.DedupeStore {
 			srv := redistest.Start(t)
-			s, err := middleware.NewRedisStore(srv.Client(t), "billing")
+			s, err := redisdedupe.New(srv.Client(t), "billing")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,76 +127,6 @@ func TestMemoryStoreBounded(t *testing.T) {
 	}
 }
 
-func TestRedisStoreLayoutAndExpiry(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client(t)
-	// A lease and a window long enough that the steps meant to fall
-	// inside them do so on a loaded machine (100 ms did not); their ends
-	// are waited for, not slept through.
-	const lease, window = time.Second, 1500 * time.Millisecond
-	s, err := middleware.NewRedisStore(rdb, "billing", middleware.WithDedupeWindow(window), middleware.WithDedupeLease(lease))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	id := "0190c1b2-0000-7000-8000-000000000001"
-	if k := s.Key(id); k != "durabus:dedupe:billing:"+id {
-		t.Fatalf("key = %q", k)
-	}
-	tok, done, err := s.Claim(ctx, id)
-	if err != nil || done {
-		t.Fatalf("claim: %v %v", done, err)
-	}
-	expired := func(what string) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for rdb.Exists(ctx, s.Key(id)).Val() != 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: the key has not expired after 30 s (PTTL %v)", what, rdb.PTTL(ctx, s.Key(id)).Val())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	// A claim whose holder died expires after the lease.
-	if ttl := rdb.PTTL(ctx, s.Key(id)).Val(); ttl <= 0 || ttl > lease {
-		t.Fatalf("claim ttl = %v, want the lease %v", ttl, lease)
-	}
-	expired("lease")
-	if _, _, err := s.Claim(ctx, id); err != nil {
-		t.Fatalf("claim after lease: %v", err)
-	}
-	// A stale token cannot abort the new claim.
-	if err := s.Abort(ctx, id, tok); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := s.Claim(ctx, id); !errors.Is(err, middleware.ErrInFlight) {
-		t.Fatalf("claim while the new claim lives: %v", err)
-	}
-	if err := s.Commit(ctx, id, ""); err != nil {
-		t.Fatal(err)
-	}
-	if v, _ := rdb.Get(ctx, s.Key(id)).Result(); v != "done" {
-		t.Fatalf("value = %q", v)
-	}
-	if ttl := rdb.PTTL(ctx, s.Key(id)).Val(); ttl <= 0 || ttl > window {
-		t.Fatalf("ttl = %v, want the window %v", ttl, window)
-	}
-	expired("window")
-	if _, done, _ := s.Claim(ctx, id); done {
-		t.Fatal("id remembered after the window")
-	}
-}
-
-func TestNewRedisStoreInvalid(t *testing.T) {
-	srv := redistest.Start(t)
-	if _, err := middleware.NewRedisStore(srv.Client(t), "bad name{x}", middleware.WithDedupeWindow(-1)); err == nil {
-		t.Fatal("want an error for a bad consumer name and window")
-	}
-	if _, err := middleware.NewRedisStore(nil, "ok"); err == nil {
-		t.Fatal("want an error for a nil client")
-	}
-}
-
 func TestMemoryStoreWindow(t *testing.T) {
 	s := middleware.NewMemoryStore(10, 500*time.Millisecond)
 	ctx := context.Background()
@@ -238,5 +170,62 @@ func TestDedupeIsPerSubscription(t *testing.T) {
 	}
 	if typed.Load() != 20 || pattern.Load() != 20 {
 		t.Errorf("typed handled %d, pattern %d; want 20 each", typed.Load(), pattern.Load())
+	}
+}
+
+// deadlineStore is a MemoryStore that records the deadline of the ctx
+// Commit and Abort get.
+type deadlineStore struct {
+	*middleware.MemoryStore
+	mu   sync.Mutex
+	save map[string]time.Time // "commit" or "abort" → deadline
+}
+
+func (s *deadlineStore) record(ctx context.Context, op string) {
+	dl, _ := ctx.Deadline()
+	s.mu.Lock()
+	s.save[op] = dl
+	s.mu.Unlock()
+}
+
+func (s *deadlineStore) Commit(ctx context.Context, id, token string) error {
+	s.record(ctx, "commit")
+	return s.MemoryStore.Commit(ctx, id, token)
+}
+
+func (s *deadlineStore) Abort(ctx context.Context, id, token string) error {
+	s.record(ctx, "abort")
+	return s.MemoryStore.Abort(ctx, id, token)
+}
+
+// A handler slower than the bound of Commit/Abort still gets its claim
+// committed (or released): the bound starts when the handler returns.
+// Before the fix, a 5.1 s handler left Commit a ctx already past its
+// deadline, and Redis would have run the event again after the lease.
+func TestDedupeSaveBoundStartsAfterHandler(t *testing.T) {
+	const bound = 20 * time.Millisecond
+	defer middleware.SetDedupeSaveTimeout(bound)()
+	for op, result := range map[string]error{"commit": nil, "abort": errBoom} {
+		t.Run(op, func(t *testing.T) {
+			store := &deadlineStore{MemoryStore: middleware.NewMemoryStore(0, 0), save: map[string]time.Time{}}
+			var returned time.Time
+			h := middleware.Dedupe(store)(bus.HandlerFunc(func(context.Context, *bus.Message) error {
+				<-time.After(3 * bound) // slower than the bound
+				returned = time.Now()
+				return result
+			}))
+			if err := h.Handle(context.Background(), msg(t, 1)); !errors.Is(err, result) {
+				t.Fatalf("err = %v, want %v", err, result)
+			}
+			store.mu.Lock()
+			dl, ok := store.save[op]
+			store.mu.Unlock()
+			if !ok {
+				t.Fatalf("%s was not called", op)
+			}
+			if !dl.After(returned) {
+				t.Fatalf("%s's ctx expired %v before the handler returned: the bound must start after it", op, returned.Sub(dl))
+			}
+		})
 	}
 }

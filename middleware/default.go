@@ -19,8 +19,9 @@ type Options struct {
 	// Tracing is the tracing middleware, e.g. tracing.New().Middleware.
 	// Default none.
 	Tracing bus.Middleware
-	// Metrics records handler durations and outcomes. Default none.
-	Metrics *Metrics
+	// Metrics records handler durations and outcomes, e.g.
+	// metrics.New(mp).Middleware (package middleware/metrics). Default none.
+	Metrics bus.Middleware
 	// Logger receives Logging's lines and a warn line per failed attempt
 	// that is retried. Default none (silent).
 	Logger *slog.Logger
@@ -56,7 +57,7 @@ func Default(o Options) []bus.Middleware {
 		mw = append(mw, o.Tracing)
 	}
 	if o.Metrics != nil {
-		mw = append(mw, o.Metrics.Middleware)
+		mw = append(mw, o.Metrics)
 	}
 	if o.Logger != nil {
 		mw = append(mw, Logging(o.Logger))

@@ -87,7 +87,7 @@ func TestDefaultPanicIsRetried(t *testing.T) {
 	if err := h.Handle(context.Background(), msg(t, 2)); err != nil {
 		t.Fatalf("err = %v", err)
 	}
-	if len(p.envs) != 1 || p.envs[0].Extensions["deaderror"] != "middleware: handler panicked: always" {
+	if len(p.envs) != 1 || p.envs[0].Extensions["deaderror"] != "handler panicked: always" {
 		t.Fatalf("dead letters %v", p.envs)
 	}
 }

@@ -2,28 +2,16 @@ package middleware
 
 import (
 	"context"
-	"fmt"
 	"runtime/debug"
 
 	"github.com/durabus/durabus/bus"
+	"github.com/durabus/durabus/replay"
 )
 
-// PanicError is the error Recover returns for a handler that panicked.
-type PanicError struct {
-	// Value is what was passed to panic.
-	Value any
-	// Stack is the goroutine's stack at the panic (runtime/debug.Stack).
-	Stack []byte
-}
-
-func (e *PanicError) Error() string { return fmt.Sprintf("middleware: handler panicked: %v", e.Value) }
-
-// Unwrap returns Value when it is an error, so errors.Is and errors.As see
-// through a panic(err).
-func (e *PanicError) Unwrap() error {
-	err, _ := e.Value.(error)
-	return err
-}
+// PanicError is the error Recover returns for a handler that panicked:
+// the follower's own panic error, so one errors.As finds either. Its
+// Unwrap returns the panic value when that is an error.
+type PanicError = replay.PanicError
 
 // Recover turns a panic in the handler into a *PanicError with the stack,
 // so that Retry sees an ordinary error and the topic goes on. A PanicError

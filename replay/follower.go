@@ -52,14 +52,6 @@ func (e *HandlerError) Error() string {
 // Unwrap returns the handler's error.
 func (e *HandlerError) Unwrap() error { return e.Err }
 
-// PanicError is what a panicking handler call becomes.
-type PanicError struct {
-	Value any
-	Stack []byte
-}
-
-func (e *PanicError) Error() string { return fmt.Sprintf("replay: handler panicked: %v", e.Value) }
-
 // Follower delivers the events of its topics, or of the topics matching its
 // pattern, to one Handler: in order per topic, at least once, with every
 // unrecoverable loss reported. Create it with New, start it with Run.

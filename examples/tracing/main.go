@@ -84,7 +84,10 @@ func newService(name, url string, out io.Writer) (*service, error) {
 	if s.tr, err = redistransport.New(s.rdb); err != nil {
 		return nil, err
 	}
-	trc := tracing.New(tracing.WithTracerProvider(s.tp), tracing.WithConsumerGroup(name))
+	trc, err := tracing.New(tracing.WithTracerProvider(s.tp), tracing.WithConsumerGroup(name))
+	if err != nil {
+		return nil, err
+	}
 	s.b, err = bus.New(s.tr, bus.WithSource(name), bus.WithPublishHook(trc.PublishHook),
 		bus.WithMiddleware(middleware.Default(middleware.Options{Tracing: trc.Middleware})...))
 	return s, err

@@ -6,12 +6,14 @@
 //
 // It uses the OpenTelemetry API only; the application installs the SDK.
 //
-//	tr := tracing.New(tracing.WithTracerProvider(tp))
-//	b, _ := bus.New(t, bus.WithPublishHook(tr.PublishHook), bus.WithMiddleware(tr.Middleware))
+//	tr, err := tracing.New(tracing.WithTracerProvider(tp))
+//	b, err := bus.New(t, bus.WithPublishHook(tr.PublishHook), bus.WithMiddleware(tr.Middleware))
 package tracing
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
 	"time"
 
@@ -68,26 +70,51 @@ const DefaultLinkAfter = time.Minute
 // Option configures New.
 type Option func(*Tracing)
 
-// WithTracerProvider sets the tracer provider. Default otel.GetTracerProvider()
-// at the time New is called.
+// WithTracerProvider sets the tracer provider; not nil. Default
+// otel.GetTracerProvider() at the time New is called.
 func WithTracerProvider(tp trace.TracerProvider) Option {
-	return func(t *Tracing) { t.tp = tp }
+	return func(t *Tracing) {
+		if tp == nil {
+			t.invalid("nil tracer provider")
+		}
+		t.tp = tp
+	}
 }
 
 // WithPropagator sets the propagator that writes and reads the envelope's
 // trace attributes. Default propagation.TraceContext{} (W3C traceparent
-// and tracestate).
+// and tracestate); not nil.
 func WithPropagator(p propagation.TextMapPropagator) Option {
-	return func(t *Tracing) { t.prop = p }
+	return func(t *Tracing) {
+		if p == nil {
+			t.invalid("nil propagator")
+		}
+		t.prop = p
+	}
 }
 
-// WithReplayMode sets how replayed events are traced. Default ReplayLink.
-func WithReplayMode(m ReplayMode) Option { return func(t *Tracing) { t.replay = m } }
+// WithReplayMode sets how replayed events are traced: ReplayLink or
+// ReplayChild. Default ReplayLink.
+func WithReplayMode(m ReplayMode) Option {
+	return func(t *Tracing) {
+		if m != ReplayLink && m != ReplayChild {
+			t.invalid("replay mode %d: want ReplayLink or ReplayChild", m)
+		}
+		t.replay = m
+	}
+}
 
 // WithLinkAfter sets the age (time since the event's publish time) from
 // which ReplayLink starts a new, linked trace for a replayed event; 0 links
-// every replayed event. Default DefaultLinkAfter.
-func WithLinkAfter(d time.Duration) Option { return func(t *Tracing) { t.linkAfter = d } }
+// every replayed event; negative is invalid. Default DefaultLinkAfter.
+func WithLinkAfter(d time.Duration) Option {
+	return func(t *Tracing) {
+		if d < 0 {
+			t.invalid("link age %v: want 0 or more", d)
+		}
+		t.linkAfter = d
+	}
+}
 
 // WithConsumerGroup sets messaging.consumer.group.name on consumer spans,
 // usually the bus's consumer name. Default none.
@@ -103,22 +130,26 @@ type Tracing struct {
 	linkAfter time.Duration
 	group     string
 	tracer    trace.Tracer
+	errs      []error // of the options, for New
 }
 
-// New returns a Tracing.
-func New(opts ...Option) *Tracing {
-	t := &Tracing{linkAfter: DefaultLinkAfter}
+func (t *Tracing) invalid(format string, args ...any) {
+	t.errs = append(t.errs, fmt.Errorf("tracing: %w: "+format, append([]any{bus.ErrInvalidOption}, args...)...))
+}
+
+// New returns a Tracing. Invalid options are reported all at once, in an
+// error wrapping bus.ErrInvalidOption.
+func New(opts ...Option) (*Tracing, error) {
+	t := &Tracing{linkAfter: DefaultLinkAfter, tp: otel.GetTracerProvider(), prop: propagation.TraceContext{}}
 	for _, o := range opts {
 		o(t)
 	}
-	if t.tp == nil {
-		t.tp = otel.GetTracerProvider()
+	if err := errors.Join(t.errs...); err != nil {
+		return nil, err
 	}
-	if t.prop == nil {
-		t.prop = propagation.TraceContext{}
-	}
+	t.errs = nil
 	t.tracer = t.tp.Tracer(ScopeName)
-	return t
+	return t, nil
 }
 
 var (

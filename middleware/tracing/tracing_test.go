@@ -2,6 +2,7 @@ package tracing_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -22,6 +23,33 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func mustNew(t *testing.T, opts ...tracing.Option) *tracing.Tracing {
+	t.Helper()
+	trc, err := tracing.New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return trc
+}
+
+// New refuses invalid options instead of replacing them, and names every
+// problem at once.
+func TestNewInvalidOptions(t *testing.T) {
+	_, err := tracing.New(tracing.WithTracerProvider(nil), tracing.WithPropagator(nil),
+		tracing.WithReplayMode(7), tracing.WithLinkAfter(-time.Second))
+	if !errors.Is(err, bus.ErrInvalidOption) {
+		t.Fatalf("err = %v, want one wrapping bus.ErrInvalidOption", err)
+	}
+	for _, want := range []string{"tracer provider", "propagator", "replay mode 7", "link age -1s"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to name %q", err, want)
+		}
+	}
+	if _, err := tracing.New(tracing.WithLinkAfter(0), tracing.WithReplayMode(tracing.ReplayChild)); err != nil {
+		t.Fatalf("valid options refused: %v", err)
+	}
+}
 
 type OrderPlaced struct {
 	ID string `json:"id"`
@@ -50,7 +78,7 @@ type service struct {
 }
 
 func newService(t *testing.T, srv *redistest.Server, tp trace.TracerProvider, opts ...bus.Option) *service {
-	return newServiceT(t, srv, tracing.New(tracing.WithTracerProvider(tp)), opts...)
+	return newServiceT(t, srv, mustNew(t, tracing.WithTracerProvider(tp)), opts...)
 }
 
 func newServiceT(t *testing.T, srv *redistest.Server, trc *tracing.Tracing, opts ...bus.Option) *service {
@@ -235,7 +263,7 @@ func TestReplayLinksToProducer(t *testing.T) {
 		t.Fatal(err) // the topic exists: the next event is delivered live
 	}
 	const linkAfter = time.Second
-	subTrc := tracing.New(tracing.WithTracerProvider(subTP), tracing.WithLinkAfter(linkAfter))
+	subTrc := mustNew(t, tracing.WithTracerProvider(subTP), tracing.WithLinkAfter(linkAfter))
 
 	var mu sync.Mutex
 	var seen []string
@@ -322,7 +350,7 @@ func TestReplayLinksToProducer(t *testing.T) {
 func TestReplayAsChild(t *testing.T) {
 	tp, rec := newProvider()
 	defer tp.Shutdown(context.Background())
-	trc := tracing.New(tracing.WithTracerProvider(tp), tracing.WithReplayMode(tracing.ReplayChild), tracing.WithConsumerGroup("billing"))
+	trc := mustNew(t, tracing.WithTracerProvider(tp), tracing.WithReplayMode(tracing.ReplayChild), tracing.WithConsumerGroup("billing"))
 	e, _ := envelope.New("order.placed", OrderPlaced{ID: "x"})
 	_, done := trc.PublishHook(context.Background(), "orders", e)
 	done(bus.Message{}.Position, nil)
@@ -344,7 +372,7 @@ func TestReplayAsChild(t *testing.T) {
 func TestPublishHookKeepsForwardedTrace(t *testing.T) {
 	tp, rec := newProvider()
 	defer tp.Shutdown(context.Background())
-	trc := tracing.New(tracing.WithTracerProvider(tp))
+	trc := mustNew(t, tracing.WithTracerProvider(tp))
 	ctx, root := tp.Tracer("t").Start(context.Background(), "origin")
 	e, _ := envelope.New("order.placed", OrderPlaced{ID: "x"})
 	_, done := trc.PublishHook(ctx, "orders", e)

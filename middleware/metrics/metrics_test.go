@@ -1,4 +1,4 @@
-package middleware_test
+package metrics_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/envelope"
 	"github.com/durabus/durabus/middleware"
+	"github.com/durabus/durabus/middleware/metrics"
 	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport/memtransport"
 )
@@ -25,7 +26,7 @@ func TestMetrics(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer mp.Shutdown(context.Background())
-	met, err := middleware.NewMetrics(mp)
+	met, err := metrics.New(mp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,7 @@ func TestMetrics(t *testing.T) {
 	defer mem.Close()
 	store := middleware.NewMemoryStore(0, 0)
 	b, err := bus.New(mem, bus.WithPublishHook(met.PublishHook),
-		bus.WithMiddleware(middleware.Default(middleware.Options{Metrics: met, Dedupe: store})...),
+		bus.WithMiddleware(middleware.Default(middleware.Options{Metrics: met.Middleware, Dedupe: store})...),
 		bus.WithFollowerOptions(replay.WithHeadCheck(10*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +102,7 @@ func TestMetrics(t *testing.T) {
 			switch d := mt.Data.(type) {
 			case metricdata.Sum[int64]:
 				for _, p := range d.DataPoints {
-					if v, ok := p.Attributes.Value(middleware.AttrTopic); !ok || v.AsString() != "ping" {
+					if v, ok := p.Attributes.Value(metrics.AttrTopic); !ok || v.AsString() != "ping" {
 						t.Errorf("%s without topic attribute: %v", mt.Name, p.Attributes)
 					}
 					sums[mt.Name] += p.Value

@@ -1,8 +1,18 @@
-package middleware
+// Package metrics records durabus metrics with the OpenTelemetry metric
+// API: publishes, handler durations and outcomes, and the follower's
+// counters and consumer lag. It lives apart from package middleware so that
+// the core middleware carry no OpenTelemetry dependency.
+//
+//	rec, _ := metrics.New(otel.GetMeterProvider())
+//	b, _ := bus.New(t, bus.WithPublishHook(rec.PublishHook),
+//		bus.WithMiddleware(middleware.Default(middleware.Options{Metrics: rec.Middleware})...))
+//	reg, _ := rec.Observe(b)
+package metrics
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -10,11 +20,13 @@ import (
 
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/envelope"
+	"github.com/durabus/durabus/middleware"
 	"github.com/durabus/durabus/transport"
 )
 
-// MeterName is the instrumentation scope name of Metrics.
-const MeterName = "github.com/durabus/durabus/middleware"
+// MeterName is the instrumentation scope name of the Recorder's
+// instruments.
+const MeterName = "github.com/durabus/durabus/middleware/metrics"
 
 // Attribute keys of the metrics.
 const (
@@ -27,7 +39,7 @@ const (
 	AttrOutcome = attribute.Key("durabus.outcome")
 )
 
-// Metrics records durabus metrics with the OpenTelemetry metric API:
+// Recorder records durabus metrics with the OpenTelemetry metric API:
 //
 //   - durabus.published{topic}, durabus.publish.errors{topic} (PublishHook)
 //   - durabus.handler.duration{topic, outcome} in seconds, and
@@ -41,9 +53,10 @@ const (
 //     (Observe).
 //
 // Install with bus.WithPublishHook(m.PublishHook) and
-// bus.WithMiddleware(m.Middleware) (Default puts it right inside
-// Tracing), then call m.Observe(b). Safe for concurrent use.
-type Metrics struct {
+// bus.WithMiddleware(m.Middleware) — or middleware.Options.Metrics, which
+// puts it right inside Tracing — then call m.Observe(b). Safe for
+// concurrent use.
+type Recorder struct {
 	meter     metric.Meter
 	published metric.Int64Counter
 	pubErrors metric.Int64Counter
@@ -51,12 +64,13 @@ type Metrics struct {
 	dropped   metric.Int64Counter
 }
 
-// NewMetrics creates the instruments on mp's meter MeterName.
-func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
+// New creates the instruments on mp's meter MeterName. A nil mp is an
+// error wrapping bus.ErrInvalidOption.
+func New(mp metric.MeterProvider) (*Recorder, error) {
 	if mp == nil {
-		return nil, errors.New("middleware: metrics: nil MeterProvider")
+		return nil, fmt.Errorf("metrics: %w: nil MeterProvider", bus.ErrInvalidOption)
 	}
-	m := &Metrics{meter: mp.Meter(MeterName)}
+	m := &Recorder{meter: mp.Meter(MeterName)}
 	var errs [4]error
 	m.published, errs[0] = m.meter.Int64Counter("durabus.published", metric.WithUnit("{event}"),
 		metric.WithDescription("Events published, by topic."))
@@ -72,9 +86,14 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	return m, nil
 }
 
+var (
+	_ bus.PublishHook = (*Recorder)(nil).PublishHook
+	_ bus.Middleware  = (*Recorder)(nil).Middleware
+)
+
 // PublishHook counts published events and failed publishes; it is a
 // bus.PublishHook.
-func (m *Metrics) PublishHook(ctx context.Context, topic string, _ *envelope.Envelope) (context.Context, func(transport.Position, error)) {
+func (m *Recorder) PublishHook(ctx context.Context, topic string, _ *envelope.Envelope) (context.Context, func(transport.Position, error)) {
 	return ctx, func(_ transport.Position, err error) {
 		set := metric.WithAttributeSet(attribute.NewSet(AttrTopic.String(topic)))
 		if err != nil {
@@ -87,18 +106,18 @@ func (m *Metrics) PublishHook(ctx context.Context, topic string, _ *envelope.Env
 
 // Middleware records the duration and outcome of every handler call and
 // counts duplicates dropped by Dedupe inside it; it is a bus.Middleware.
-func (m *Metrics) Middleware(next bus.Handler) bus.Handler {
+func (m *Recorder) Middleware(next bus.Handler) bus.Handler {
 	return bus.HandlerFunc(func(ctx context.Context, msg *bus.Message) error {
-		ctx, c := withCall(ctx)
+		ctx, report := middleware.Track(ctx)
 		start := time.Now()
 		err := next.Handle(ctx, msg)
 		outcome := "ok"
-		switch {
+		switch r := report(); {
 		case err != nil:
 			outcome = "error"
-		case c.deadTopic() != "":
+		case r.DeadTopic != "":
 			outcome = "dead_letter"
-		case c.isDuplicate():
+		case r.Duplicate:
 			outcome = "duplicate"
 			m.dropped.Add(context.WithoutCancel(ctx), 1, metric.WithAttributes(AttrTopic.String(msg.Topic)))
 		}
@@ -111,7 +130,7 @@ func (m *Metrics) Middleware(next bus.Handler) bus.Handler {
 // Observe registers observable instruments that read b.Status() at each
 // collection: the follower counters per subscription and the consumer lag
 // per topic. Unregister the returned registration when b is gone.
-func (m *Metrics) Observe(b *bus.Bus) (metric.Registration, error) {
+func (m *Recorder) Observe(b *bus.Bus) (metric.Registration, error) {
 	type counter struct {
 		name, desc string
 		inst       metric.Int64ObservableCounter
