@@ -53,6 +53,7 @@ type Bus struct {
 	started   chan struct{} // closed when Run starts
 	done      chan struct{} // closed when Run returns
 	result    error         // Run's result, set before done closes
+	lastErr   error         // the followers' last error, for Ready; guarded by mu
 }
 
 // New returns a Bus on tr. The bus never closes tr.
@@ -288,6 +289,9 @@ func (b *Bus) report(err error) {
 // followerError passes a follower's error to WithOnError; the follower
 // has logged it already (once).
 func (b *Bus) followerError(err error) {
+	b.mu.Lock()
+	b.lastErr = err
+	b.mu.Unlock()
 	if b.cfg.onError != nil {
 		b.cfg.onError(err)
 	}

@@ -193,14 +193,15 @@ func (b *Bus) Run(ctx context.Context) error {
 // its start position resolved: from then on, every event published is
 // delivered (with the default NewOnly start, events published before may
 // not be). It returns ctx's error if ctx ends first, ErrClosed if the bus
-// closes first.
+// closes first. An error of ctx also carries the subscriptions' last
+// error, if any (such as "cannot reach Redis at …").
 func (b *Bus) Ready(ctx context.Context) error {
 	select {
 	case <-b.started:
 	case <-b.done:
 		return ErrClosed
 	case <-ctx.Done():
-		return ctx.Err()
+		return b.notReady(ctx)
 	}
 	b.mu.Lock()
 	followers := make([]*replay.Follower, 0, len(b.order))
@@ -216,10 +217,26 @@ func (b *Bus) Ready(ctx context.Context) error {
 		case <-b.done:
 			return ErrClosed
 		case <-ctx.Done():
-			return ctx.Err()
+			return b.notReady(ctx)
 		}
 	}
 	return nil
+}
+
+// notReady is Ready's error when ctx ended first: ctx's, with the
+// followers' last error when there is one, else with what the transport
+// can tell about it (an optional Explain(error) error method).
+func (b *Bus) notReady(ctx context.Context) error {
+	b.mu.Lock()
+	last := b.lastErr
+	b.mu.Unlock()
+	if last != nil {
+		return fmt.Errorf("bus: not ready: %w (last error: %v)", ctx.Err(), last)
+	}
+	if x, ok := b.tr.(interface{ Explain(error) error }); ok {
+		return x.Explain(ctx.Err())
+	}
+	return ctx.Err()
 }
 
 // startLocked starts g's follower; b.mu is held and the bus is running.

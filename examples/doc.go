@@ -9,6 +9,8 @@
 //   - patterns: one handler for every "user:*:notifications" topic
 //   - monitor: live subscription stats and health while a publisher runs
 //   - tracing: OpenTelemetry traces across services
+//   - quickstart: the README's Quick start, on the Redis at $REDIS_ADDR
+//     (default 127.0.0.1:6379); its test keeps the README's copy equal
 //
 // Run one with `go run ./examples/NAME` (a private redis-server is started
 // for the run) or `go run ./examples/NAME --redis redis://HOST:6379`.

@@ -580,7 +580,8 @@ func (t *Transport) Publish(ctx context.Context, msg transport.Message) (transpo
 	if err := t.check(&msg); err != nil {
 		return transport.Position{}, err
 	}
-	return t.publishOne(ctx, msg)
+	pos, err := t.publishOne(ctx, msg)
+	return pos, t.unreachable(err)
 }
 
 // publishSingle publishes one valid message with ctx. The common case (the
@@ -692,7 +693,7 @@ func (t *Transport) PublishBatch(ctx context.Context, msgs []transport.Message) 
 	var failed []int
 	if len(order) > 0 {
 		f, err := t.publishBatch(ctx, msgs, order, positions)
-		failed = f
+		failed, err = f, t.unreachable(err)
 		switch {
 		case firstErr == nil:
 			firstErr = err

@@ -75,7 +75,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -293,6 +295,8 @@ func wrapErr(op, topic string, err error) error {
 	} else if cmd, ok := scriptDenied(err); ok {
 		err = &scriptPermError{cmd: cmd, err: err}
 		hint = aclHint
+	} else if addr, ok := dialFailed(err); ok {
+		err = fmt.Errorf("cannot reach Redis at %s: %w", addr, err)
 	}
 	if topic != "" {
 		return fmt.Errorf("redistransport: %s %q: %w%s", op, topic, err, hint)
@@ -362,4 +366,59 @@ func scriptDenied(err error) (string, bool) {
 		return strings.ToUpper(c[1]), true
 	}
 	return "PUBLISH or SPUBLISH", true
+}
+
+// dialFailed reports the address of a failed connection attempt.
+func dialFailed(err error) (string, bool) {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		if op.Addr != nil {
+			return op.Addr.String(), true
+		}
+		return "?", true
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return dns.Name, true
+	}
+	return "", false
+}
+
+// Explain adds to err, an error of a context that ended while waiting on
+// the transport, "cannot reach Redis at <addr>" when the client holds no
+// connection to Redis; other errors are returned as they are. The bus
+// calls it when Ready's ctx ends; Publish and PublishBatch apply it to
+// their own errors.
+func (t *Transport) Explain(err error) error { return t.unreachable(err) }
+
+// unreachable adds "cannot reach Redis at <addr>" to err, an error of ctx,
+// when the client holds no connection: a publish against a Redis that is
+// down ends with the caller's deadline, and says why.
+func (t *Transport) unreachable(err error) error {
+	if err == nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) ||
+		strings.Contains(err.Error(), "cannot reach Redis") {
+		return err
+	}
+	if st := t.rdb.PoolStats(); st == nil || st.TotalConns > 0 {
+		return err
+	}
+	return fmt.Errorf("%w (cannot reach Redis at %s: no connection could be opened)", err, serverAddr(t.rdb))
+}
+
+// serverAddr names the server(s) of rdb for messages.
+func serverAddr(rdb redis.UniversalClient) string {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return c.Options().Addr
+	case *redis.ClusterClient:
+		return strings.Join(c.Options().Addrs, ",")
+	case *redis.Ring:
+		addrs := make([]string, 0, len(c.Options().Addrs))
+		for _, a := range c.Options().Addrs {
+			addrs = append(addrs, a)
+		}
+		slices.Sort(addrs)
+		return strings.Join(addrs, ",")
+	}
+	return "?"
 }
