@@ -83,8 +83,11 @@ func runServe(ctx context.Context, e *env, opts any, args []string) error {
 		}
 	}
 
+	// The server's log (losses, handler panics, failed requests) goes to
+	// the command's stderr; the page shows the same.
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	src := &serveSource{}
-	copts := []console.Option{console.WithFollow(o.follow)}
+	copts := []console.Option{console.WithFollow(o.follow), console.WithLogger(log)}
 	if o.allowWrite {
 		copts = append(copts, console.WithWrites())
 	}
@@ -99,9 +102,6 @@ func runServe(ctx context.Context, e *env, opts any, args []string) error {
 	if err != nil {
 		return err
 	}
-	// The server's log (losses, handler panics) goes to the command's
-	// stderr; the page shows the same.
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	c, err := wrapConsole(rdb, addr, e.namespace, log,
 		bus.WithOnError(func(err error) { con.Report(console.Notice{Kind: "error", Message: err.Error()}) }),
 		bus.WithFollowerOptions(replay.WithOnReconnect(func(reason string) {
