@@ -111,8 +111,24 @@ func (b *Bus) Publish(ctx context.Context, ev Event, opts ...PublishOption) (tra
 	topic := pc.topic
 	if topic == "" {
 		topic = b.TopicOf(e.Type)
+		if err := typeAsTopic(e.Type, topic); err != nil {
+			return transport.Position{}, err
+		}
 	}
 	return b.PublishEnvelope(ctx, topic, e)
+}
+
+// typeAsTopic says, when the topic of an event type is the type name
+// itself (no route) and that name is not a valid topic, that the type is
+// being used as the topic.
+func typeAsTopic(typ, topic string) error {
+	if topic != typ {
+		return nil
+	}
+	if err := transport.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("bus: event type %q is used as its topic (no WithRoute or ToTopic for it), and is not a valid topic name: %w", typ, err)
+	}
+	return nil
 }
 
 // PublishEnvelope publishes an envelope as it is to topic: for tools that
@@ -153,6 +169,9 @@ func (b *Bus) PublishBatch(ctx context.Context, events []Event, opts ...PublishO
 		topic := pc.topic
 		if topic == "" {
 			topic = b.TopicOf(e.Type)
+			if err := typeAsTopic(e.Type, topic); err != nil {
+				return nil, fmt.Errorf("bus: batch event %d: %w", i, err)
+			}
 		}
 		_, dones[i] = b.runHooks(ctx, topic, e)
 		if msgs[i], err = b.message(topic, e); err != nil {

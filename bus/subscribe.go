@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/durabus/durabus/envelope"
-	"github.com/durabus/durabus/internal/flatjson"
 	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport"
 )
@@ -39,7 +38,7 @@ func Subscribe[T Event](b *Bus, h func(ctx context.Context, e *T) error, opts ..
 		return fmt.Errorf("%w: nil handler for %q", ErrInvalidOption, typ)
 	}
 	want := versionOf(zero)
-	dec := flatjson.For[T]()
+	dec := envelope.NewDataDecoder[T]()
 	sc := subConfig{}
 	for _, o := range opts {
 		o(&sc)
@@ -47,6 +46,9 @@ func Subscribe[T Event](b *Bus, h func(ctx context.Context, e *T) error, opts ..
 	topic := sc.topic
 	if topic == "" {
 		topic = b.TopicOf(typ)
+		if err := typeAsTopic(typ, topic); err != nil {
+			return err
+		}
 	}
 	typed := HandlerFunc(func(ctx context.Context, m *Message) error {
 		data := m.Data

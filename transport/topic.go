@@ -3,7 +3,19 @@ package transport
 import (
 	"fmt"
 	"path"
+	"unicode/utf8"
 )
+
+// charAt quotes the character that starts at byte i of s: the whole
+// character, not its first byte, so that "café" shows 'é'; a byte that
+// is not UTF-8 shows as its hex value.
+func charAt(s string, i int) string {
+	r, size := utf8.DecodeRuneInString(s[i:])
+	if r == utf8.RuneError && size <= 1 {
+		return fmt.Sprintf("byte %#02x", s[i])
+	}
+	return fmt.Sprintf("%q", r)
+}
 
 // MaxTopicLen is the longest topic name allowed, in bytes.
 const MaxTopicLen = 200
@@ -20,7 +32,7 @@ func ValidateTopic(topic string) error {
 	}
 	for i := 0; i < len(topic); i++ {
 		if !topicByte(topic[i]) {
-			return fmt.Errorf("%w: %q has %q at byte %d; allowed are A-Z a-z 0-9 . _ : -", ErrInvalidTopic, topic, topic[i], i)
+			return fmt.Errorf("%w: %q has %s at byte %d; allowed are A-Z a-z 0-9 . _ : -", ErrInvalidTopic, topic, charAt(topic, i), i)
 		}
 	}
 	return nil
@@ -38,7 +50,7 @@ func ValidatePattern(pattern string) error {
 	for i := 0; i < len(pattern); i++ {
 		c := pattern[i]
 		if !topicByte(c) && c != '*' && c != '?' && c != '[' && c != ']' && c != '^' {
-			return fmt.Errorf("%w: pattern %q has %q at byte %d", ErrInvalidTopic, pattern, c, i)
+			return fmt.Errorf("%w: pattern %q has %s at byte %d", ErrInvalidTopic, pattern, charAt(pattern, i), i)
 		}
 	}
 	if _, err := path.Match(pattern, ""); err != nil {
