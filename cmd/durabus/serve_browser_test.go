@@ -8,9 +8,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/durabus/durabus/bus"
@@ -48,6 +52,18 @@ func browserPath(t testing.TB) string {
 type browser struct {
 	t   testing.TB
 	ctx context.Context
+
+	mu       sync.Mutex
+	problems []string // JavaScript exceptions and errors the page logged
+	expected []string // substrings of errors a test provokes
+}
+
+// expectError lets the page log errors containing substr (a request the
+// test expects to be refused).
+func (b *browser) expectError(substr string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.expected = append(b.expected, substr)
 }
 
 // newBrowser starts Chromium with a width×height window.
@@ -72,7 +88,46 @@ func newBrowser(t testing.TB, width, height int) *browser {
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(int64(width), int64(height))); err != nil {
 		t.Fatalf("start Chromium %s: %v", path, err)
 	}
+	// Every JavaScript exception or logged error (a script or style the
+	// Content-Security-Policy refused, a failed request) fails the test.
+	err := chromedp.Listen(ctx, func(ev any) {
+		var p string
+		switch ev := ev.(type) {
+		case *cdpruntime.EventExceptionThrown:
+			p = "exception: " + ev.ExceptionDetails.Text
+			if ex := ev.ExceptionDetails.Exception; ex != nil {
+				p += " " + ex.Description
+			}
+		case *cdplog.EventEntryAdded:
+			if ev.Entry.Level == cdplog.EntryLevelError {
+				p = fmt.Sprintf("%s error: %s (%s)", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL)
+			}
+		}
+		if p != "" {
+			b.mu.Lock()
+			b.problems = append(b.problems, p)
+			b.mu.Unlock()
+		}
+	})
+	if err == nil {
+		_, err = chromedp.Call(ctx, cdplog.Enable, cdp.Empty{})
+	}
+	if err != nil {
+		t.Fatalf("listen to the page's errors: %v", err)
+	}
 	t.Cleanup(func() {
+		b.mu.Lock()
+		problems, expected := b.problems, b.expected
+		b.mu.Unlock()
+	next:
+		for _, p := range problems {
+			for _, x := range expected {
+				if strings.Contains(p, x) {
+					continue next
+				}
+			}
+			t.Errorf("the page logged: %s", p)
+		}
 		if t.Failed() {
 			b.screenshot("failure")
 		}

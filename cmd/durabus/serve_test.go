@@ -112,6 +112,7 @@ func TestServeRefusesAWriteWithoutAllowWrite(t *testing.T) {
 	b := newBrowser(t, 1280, 900)
 	b.open(s.url + "dead?topic=orders")
 	b.waitJS("the dead letter listed", fmt.Sprintf(`document.querySelector('#dead tr[data-id=%q]') !== null`, e.ID))
+	b.expectError("status of 403 (Forbidden) (" + s.url + "api/requeue)")
 	b.do("click requeue", chromedp.Click(chromedp.CSS(`#dead tr[data-id="`+e.ID+`"] button.requeue`)))
 	b.waitJS("the refusal shown", `document.getElementById("flash").textContent.includes("Refused (403)") && document.getElementById("flash").textContent.includes("--allow-write")`)
 	// The page refreshes; the dead letter stays and nothing was published.
@@ -153,6 +154,7 @@ func TestServeWorksWithAReadOnlyUserAndSaysWhatItCannotDo(t *testing.T) {
 	}
 	b.open(s.url + "dead?topic=orders")
 	b.waitJS("the dead letter listed", fmt.Sprintf(`document.querySelector('#dead tr[data-id=%q]') !== null`, e.ID))
+	b.expectError("status of 502 (Bad Gateway) (" + s.url + "api/requeue)")
 	b.do("requeue", chromedp.Click(chromedp.CSS(`#dead tr[data-id="`+e.ID+`"] button.requeue`)))
 	b.waitJS("the refusal by Redis explained", `document.getElementById("flash").textContent.includes("NOPERM") && document.getElementById("flash").textContent.includes("publishing rights")`)
 
