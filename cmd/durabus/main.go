@@ -31,6 +31,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"sort"
@@ -73,7 +74,10 @@ type env struct {
 }
 
 // usageError is a bad command line: exit status 2.
-type usageError struct{ msg string }
+type usageError struct {
+	msg string
+	cmd string // the command whose help to point to; "" for the main help
+}
 
 func (e *usageError) Error() string { return e.msg }
 
@@ -115,7 +119,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "durabus: interrupted")
 		return 130
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "durabus: %s (see durabus help)\n", oneLine(ue.msg))
+		help := "durabus help"
+		if ue.cmd != "" {
+			help += " " + ue.cmd
+		}
+		fmt.Fprintf(stderr, "durabus: %s (see %s)\n", oneLine(ue.msg), help)
 		return 2
 	default:
 		msg := oneLine(err.Error())
@@ -143,7 +151,7 @@ func dispatch(ctx context.Context, e *env, args []string) error {
 			mainUsage(e.stdout)
 			return errHelp
 		}
-		return usagef("%v", err)
+		return usagef("%s", dashes(err))
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
@@ -170,10 +178,37 @@ func dispatch(ctx context.Context, e *env, args []string) error {
 			commandUsage(e.stdout, c, fs)
 			return errHelp
 		}
-		return usagef("%s: %v", name, err)
+		return &usageError{msg: name + ": " + dashes(err), cmd: name}
 	}
 	e.finishGlobals()
-	return c.run(ctx, e, opts, pos)
+	if e.urlSet {
+		if _, err := redis.ParseURL(e.redisURL); err != nil {
+			return &usageError{msg: badURL(e.redisURL, err), cmd: name}
+		}
+	}
+	err = c.run(ctx, e, opts, pos)
+	var ue *usageError
+	if errors.As(err, &ue) && ue.cmd == "" {
+		ue.cmd = name
+	}
+	return err
+}
+
+// dashes writes the flags named in an error of the flag package with two
+// dashes, as the help does: "-watch" becomes "--watch".
+func dashes(err error) string {
+	return flagNameRE.ReplaceAllString(err.Error(), "$1--$2")
+}
+
+var flagNameRE = regexp.MustCompile(`((?:flag|defined|argument):? )-([A-Za-z])`)
+
+// badURL says what is wrong with a --redis URL, without its password.
+func badURL(url string, err error) string {
+	why := strings.TrimSpace(strings.TrimPrefix(err.Error(), "redis: "))
+	if strings.HasSuffix(why, ":") { // "invalid URL scheme:" with no scheme at all
+		why += " none"
+	}
+	return fmt.Sprintf("--redis %q: %s; want redis://[user:password@]host:port[/db] or rediss:// for TLS", redactURL(url), why)
 }
 
 // addGlobalFlags registers --redis, --namespace and --json on fs; the main
@@ -232,7 +267,7 @@ func commandNames() []string {
 	return names
 }
 
-var commandOrder = []string{"demo", "publish", "tail", "replay", "stats", "dead", "serve", "version"}
+var commandOrder = []string{"demo", "publish", "tail", "replay", "stats", "dead", "serve", "bench", "version"}
 
 func mainUsage(w io.Writer) {
 	fmt.Fprint(w, `durabus makes Redis Pub/Sub durable; this tool demonstrates it and

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -150,6 +151,21 @@ func TestHelpDescribesEveryCommand(t *testing.T) {
 	if v := ok(t, "", "version"); !strings.HasPrefix(v, "durabus ") {
 		t.Errorf("version printed %q", v)
 	}
+	// Every command is listed, in the help and in the README.
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cliSection, _ := strings.Cut(string(readme), "## The CLI")
+	cliSection, _, _ = strings.Cut(cliSection, "\n## ")
+	for _, name := range commandNames() {
+		if !strings.Contains(out, "\n  "+name+" ") {
+			t.Errorf("durabus --help does not list %q", name)
+		}
+		if name != "help" && !strings.Contains(cliSection, "`"+name) {
+			t.Errorf("README.md's CLI section does not list %q", name)
+		}
+	}
 }
 
 func TestUsageErrorsExit2WithOneLine(t *testing.T) {
@@ -160,20 +176,32 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 	}{
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{nil, "no command given"},
-		{[]string{"publish", "orders", "--bogus"}, "flag provided but not defined: -bogus"},
-		{[]string{"--bogus", "stats"}, "flag provided but not defined: -bogus"},
+		{[]string{"publish", "orders", "--bogus"}, "flag provided but not defined: --bogus"},
+		{[]string{"--bogus", "stats"}, "flag provided but not defined: --bogus"},
 		{[]string{"publish", "orders", "--data", "{}"}, "--type is required"},
 		{[]string{"publish", "bad topic", "--type", "x", "--data", "{}"}, "invalid topic"},
 		{[]string{"tail", "orders", "--since", "yesterday"}, `--since "yesterday"`},
 		{[]string{"tail", "orders.*", "--since", "5"}, "needs a single topic"},
 		{[]string{"replay"}, "want exactly one TOPIC"},
-		{[]string{"stats", "--watch", "-1s"}, "--watch"},
+		{[]string{"stats", "--watch", "-1s"}, "--watch -1s: want at least 100ms (see durabus help stats)"},
+		{[]string{"stats", "--watch", "0s"}, "--watch 0s: want at least 100ms (see durabus help stats)"},
+		{[]string{"stats", "--bogus"}, "flag provided but not defined: --bogus (see durabus help stats)"},
+		{[]string{"stats", "--watch", "soon"}, `invalid value "soon" for flag --watch`},
+		{[]string{"publish", "orders", "--type", "has space", "--data", "{}"}, `--type: an event type name follows the rules of topic names (it is the topic of its subscribers by default): "has space" has ' ' at byte 3`},
+		{[]string{"publish", "orders", "--type", "star*", "--data", "{}"}, `"star*" has '*' at byte 4`},
+		{[]string{"publish", "café", "--type", "x", "--data", "{}"}, `"café" has 'é' at byte 3`},
+		{[]string{"--redis", "localhost:6379", "stats"}, `--redis "localhost:6379": invalid URL scheme: localhost; want redis://`},
+		{[]string{"--redis", "redis://:pw@h:1/abc", "stats"}, `--redis "redis://:***@h:1/abc": invalid database number`},
+		{[]string{"--redis", "://h", "stats"}, `--redis "://h": `},
 		{[]string{"dead", "bury", "orders"}, "want list TOPIC or requeue TOPIC"},
 		{[]string{"demo", "--topics", "9"}, "--topics 9"},
 	} {
 		t.Run(strings.Join(tc.args, "_"), func(t *testing.T) {
 			r := cli(t, "", nil, tc.args...)
 			oneErrorLine(t, r, 2, tc.want)
+			if strings.Contains(r.stderr, "  ") || !strings.Contains(r.stderr, "(see durabus help") {
+				t.Errorf("stderr has a double space or no pointer to the help: %q", r.stderr)
+			}
 		})
 	}
 }
@@ -197,7 +225,7 @@ func TestUnreachableRedisIsOneClearLine(t *testing.T) {
 		oneErrorLine(t, r, 1, "cannot reach Redis at "+addr+": connection refused")
 	}
 	r := cli(t, "", nil, "--redis", "http://"+addr, "stats")
-	oneErrorLine(t, r, 1, "--redis")
+	oneErrorLine(t, r, 2, `--redis "http://`+addr+`": invalid URL scheme: http`)
 }
 
 func TestAuthFailuresAreExplainedWithoutThePassword(t *testing.T) {
@@ -219,14 +247,23 @@ func TestPublishOneAndManyThenReplay(t *testing.T) {
 	srv := redistest.Start(t)
 	u := redisURL(srv)
 	out := ok(t, "", "publish", "orders", "--redis", u, "--type", "order.placed", "--data", `{"id":1}`)
-	if !strings.HasPrefix(out, "orders  seq 1  epoch ") {
+	if !strings.HasPrefix(out, "orders  seq 1  epoch ") || !strings.Contains(out, "  event id ") {
 		t.Errorf("publish printed %q", out)
 	}
+	id := strings.TrimSpace(out[strings.Index(out, "  event id ")+len("  event id "):])
 	stdin := "{\"id\":2}\n\n{\"id\":3}\n{\"id\":4}\n{\"id\":5}\n"
 	out = ok(t, stdin, "--redis", u, "--json", "publish", "orders", "--type", "order.placed", "--version", "2", "-")
 	pos := jsonLines(t, out)
 	if len(pos) != 4 || pos[0].Seq != 2 || pos[3].Seq != 5 || pos[0].Epoch == "" || pos[0].StreamID == "" {
 		t.Fatalf("publish from stdin printed %+v", pos)
+	}
+	var ids struct{ ID []string }
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var p struct{ ID string }
+		if err := json.Unmarshal([]byte(line), &p); err != nil || p.ID == "" {
+			t.Fatalf("publish --json line %q has no event id (%v)", line, err)
+		}
+		ids.ID = append(ids.ID, p.ID)
 	}
 
 	recs := jsonLines(t, ok(t, "", "--redis", u, "replay", "orders"))
@@ -235,6 +272,7 @@ func TestPublishOneAndManyThenReplay(t *testing.T) {
 	}
 	for i, r := range recs {
 		var ev struct {
+			ID      string          `json:"id"`
 			Type    string          `json:"type"`
 			Version int             `json:"version"`
 			Data    json.RawMessage `json:"data"`
@@ -244,6 +282,9 @@ func TestPublishOneAndManyThenReplay(t *testing.T) {
 		}
 		if r.Topic != "orders" || r.Seq != uint64(i+1) || ev.Type != "order.placed" || string(ev.Data) != fmt.Sprintf(`{"id":%d}`, i+1) {
 			t.Errorf("event %d: %+v %+v", i, r, ev)
+		}
+		if want := append([]string{id}, ids.ID...)[i]; ev.ID != want {
+			t.Errorf("event %d has id %s; publish printed %s", i, ev.ID, want)
 		}
 		if want := min(i+1, 2); ev.Version != want {
 			t.Errorf("event %d: version %d, want %d", i, ev.Version, want)
@@ -297,7 +338,7 @@ func TestTailReplaysAndStopsAtUntil(t *testing.T) {
 	ok(t, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n{\"n\":4}\n", "--redis", u, "publish", "t1", "--type", "tick", "-")
 	out := ok(t, "", "--redis", u, "tail", "t1", "--since", "beginning", "--until", "3")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || !strings.Contains(lines[0], "  t1  #1  tick  ") || !strings.HasSuffix(lines[2], `{"n":3}`) {
+	if len(lines) != 3 || !regexp.MustCompile(`  t1  [0-9a-f]+:1  tick  `).MatchString(lines[0]) || !strings.HasSuffix(lines[2], `{"n":3}`) {
 		t.Errorf("tail --since beginning --until 3 printed:\n%s", out)
 	}
 	recs := jsonLines(t, ok(t, "", "--redis", u, "--json", "tail", "t1", "--since", "2", "--until", "3"))
@@ -327,6 +368,19 @@ func TestTailReplaysAndStopsAtUntil(t *testing.T) {
 	}
 	r := cli(t, "", nil, "--redis", u, "tail", "t1", "--until", "1m")
 	oneErrorLine(t, r, 2, "--until 1m is in the past")
+
+	// After a reset of the log, seq 1 of the new epoch does not look like
+	// seq 1 of the old one.
+	before := ok(t, "", "--redis", u, "tail", "t1", "--since", "beginning", "--until", "1")
+	if err := srv.Client(t).Del(context.Background(), "durabus:{t1}:log", "durabus:{t1}:meta").Err(); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, "{\"n\":1}\n", "--redis", u, "publish", "t1", "--type", "tick", "-")
+	after := ok(t, "", "--redis", u, "tail", "t1", "--since", "beginning", "--until", "1")
+	position := func(line string) string { return strings.Fields(line)[2] }
+	if p1, p2 := position(before), position(after); p1 == p2 || !strings.HasSuffix(p1, ":1") || !strings.HasSuffix(p2, ":1") {
+		t.Errorf("seq 1 before and after a reset print as %q and %q", p1, p2)
+	}
 }
 
 func TestTailFollowsLiveAndEndsCleanlyOnInterrupt(t *testing.T) {
@@ -388,6 +442,7 @@ func TestStatsShowsTopicsSubscribersAndConsumerLag(t *testing.T) {
 	out := ok(t, "{}\n{}\n{}\n", "--redis", u, "--json", "publish", "orders", "--type", "x", "-")
 	first := jsonLines(t, out)[0]
 	ok(t, "", "--redis", u, "publish", "users", "--type", "x", "--data", "{}")
+	ok(t, "", "--redis", u, "publish", "aaa", "--type", "x", "--data", "{}") // published last, listed first
 	cp := fmt.Sprintf("%s:%d:%s", first.Epoch, first.Seq, first.StreamID)
 	if err := rdb.HSet(ctx, "durabus:consumer:billing", "orders", cp).Err(); err != nil {
 		t.Fatal(err)
@@ -402,10 +457,13 @@ func TestStatsShowsTopicsSubscribersAndConsumerLag(t *testing.T) {
 	if err := json.Unmarshal([]byte(ok(t, "", "--redis", u, "--json", "stats")), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Topics) != 2 || rep.Topics[0].Topic != "orders" || rep.Topics[1].Topic != "users" {
-		t.Fatalf("stats topics: %+v", rep.Topics)
+	if len(rep.Topics) != 3 || rep.Topics[0].Topic != "aaa" || rep.Topics[1].Topic != "orders" || rep.Topics[2].Topic != "users" {
+		t.Fatalf("stats topics, want them by name: %+v", rep.Topics)
 	}
-	o := rep.Topics[0]
+	if !rep.Time.Equal(rep.Time.Truncate(time.Millisecond)) {
+		t.Errorf("stats time %v has more than the ms of the other times", rep.Time)
+	}
+	o := rep.Topics[1]
 	if o.Head != 3 || o.Backlog != 3 || o.Subscribers != 1 || o.MemoryBytes <= 0 || o.Oldest == nil || o.Newest == nil || o.Epoch != first.Epoch {
 		t.Errorf("stats of orders: %+v", o)
 	}
@@ -421,6 +479,13 @@ func TestStatsShowsTopicsSubscribersAndConsumerLag(t *testing.T) {
 	}
 	if strings.Contains(human, "users") {
 		t.Errorf("stats ord* shows users:\n%s", human)
+	}
+	for _, out := range []string{human, ok(t, "", "--redis", u, "stats"), ok(t, "", "--redis", u, "stats", "none.*")} {
+		for _, line := range strings.Split(out, "\n") {
+			if strings.TrimRight(line, " ") != line {
+				t.Errorf("stats line with trailing spaces: %q", line)
+			}
+		}
 	}
 
 	// --watch repeats the report until interrupted: wait for a third
@@ -444,7 +509,7 @@ func TestStatsShowsTopicsSubscribersAndConsumerLag(t *testing.T) {
 	}
 	for i, line := range strings.Split(strings.TrimSpace(wout.String()), "\n") {
 		var r statsReport
-		if err := json.Unmarshal([]byte(line), &r); err != nil || len(r.Topics) != 2 {
+		if err := json.Unmarshal([]byte(line), &r); err != nil || len(r.Topics) != 3 {
 			t.Errorf("stats --watch report %d: %v, %q", i+1, err, line)
 		}
 	}

@@ -142,11 +142,12 @@ func (u point) reached(pos transport.Position) bool {
 // formatTime prints t for humans: UTC, milliseconds.
 func formatTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
-// humanEvent is the one-line form of an event in tail and dead list.
+// humanEvent is the one-line form of an event in tail: its position is
+// epoch:seq, so that events of two epochs (a log reset) never look alike.
 func humanEvent(topic string, pos transport.Position, t time.Time, typ string, version int, id string, data []byte) string {
 	v := ""
 	if version > 1 {
 		v = fmt.Sprintf(" v%d", version)
 	}
-	return fmt.Sprintf("%s  %s  #%d  %s%s  %s  %s", formatTime(t), topic, pos.Seq, typ, v, id, data)
+	return fmt.Sprintf("%s  %s  %s:%d  %s%s  %s  %s", formatTime(t), topic, pos.Epoch, pos.Seq, typ, v, id, data)
 }

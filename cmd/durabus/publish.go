@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/envelope"
@@ -48,8 +49,10 @@ func init() {
 given with --data, or, with "-" (as --data - or as the last argument), one
 event per line of stdin, each line a JSON payload; empty lines are skipped.
 Stdin lines are published in batches of 100, in order. Prints each event's
-position: topic, seq, epoch, stream id and event id (--json: one object per
-line).
+position and id: topic, seq, epoch, stream id and event id (--json: one
+object per line, {topic, epoch, seq, streamid, id}). TYPE follows the rules
+of topic names (A-Z a-z 0-9 . _ : -), since a subscriber's topic is its
+type name by default.
 
 A line that is not valid JSON stops the command with an error naming the
 line number; the batches before it have been published.`,
@@ -83,6 +86,12 @@ func runPublish(ctx context.Context, e *env, opts any, args []string) error {
 	if o.typ == "" {
 		return usagef("publish: --type is required")
 	}
+	if err := transport.ValidateTopic(o.typ); err != nil {
+		// Subscribers use a type's name as their topic unless routed: the
+		// library refuses a type name that is not a valid topic name.
+		why := strings.TrimPrefix(err.Error(), transport.ErrInvalidTopic.Error()+": ")
+		return usagef("publish: --type: an event type name follows the rules of topic names (it is the topic of its subscribers by default): %s", why)
+	}
 	if o.version < 1 {
 		return usagef("publish: --version %d: want 1 or more", o.version)
 	}
@@ -92,22 +101,34 @@ func runPublish(ctx context.Context, e *env, opts any, args []string) error {
 	if o.data != "-" && !json.Valid([]byte(o.data)) {
 		return fmt.Errorf("--data is not valid JSON: %s", jsonProblem([]byte(o.data)))
 	}
-	c, err := connect(ctx, e, bus.WithSource(o.source))
+	var ids []string // the event ids of the call in flight, in order
+	keepID := bus.WithPublishHook(func(ctx context.Context, _ string, ev *envelope.Envelope) (context.Context, func(transport.Position, error)) {
+		ids = append(ids, ev.ID)
+		return ctx, nil
+	})
+	c, err := connect(ctx, e, bus.WithSource(o.source), keepID)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 
 	print := func(pos []transport.Position) error {
-		for _, p := range pos {
+		for i, p := range pos {
+			id := ""
+			if i < len(ids) {
+				id = ids[i]
+			}
 			if e.json {
-				if err := writeJSONLine(e.stdout, map[string]any{"topic": topic, "epoch": p.Epoch, "seq": p.Seq, "streamid": p.ID}); err != nil {
+				if err := writeJSONLine(e.stdout, map[string]any{"topic": topic, "epoch": p.Epoch, "seq": p.Seq, "streamid": p.ID, "id": id}); err != nil {
 					return err
 				}
 				continue
 			}
-			fmt.Fprintf(e.stdout, "%s  seq %d  epoch %s  stream id %s\n", topic, p.Seq, p.Epoch, p.ID)
+			if _, err := fmt.Fprintf(e.stdout, "%s  seq %d  epoch %s  stream id %s  event id %s\n", topic, p.Seq, p.Epoch, p.ID, id); err != nil {
+				return err
+			}
 		}
+		ids = ids[:0]
 		return nil
 	}
 	if o.data != "-" {

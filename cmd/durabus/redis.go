@@ -78,7 +78,7 @@ func wrap(rdb *redis.Client, addr, namespace string, busOpts ...bus.Option) (*co
 func dial(ctx context.Context, url, clientName string) (*redis.Client, string, error) {
 	opts, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, "", fmt.Errorf("--redis %q: %v (want redis://[user:password@]host:port[/db] or rediss://…)", redactURL(url), err)
+		return nil, "", &usageError{msg: badURL(url, err)}
 	}
 	// The name shows in CLIENT LIST; a user without the right to set it
 	// (the least-privilege ACL user of docs/operations.md) works unnamed.

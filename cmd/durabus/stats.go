@@ -19,7 +19,8 @@ import (
 )
 
 type statsOpts struct {
-	watch time.Duration
+	watch    time.Duration
+	watchSet bool // --watch was given
 }
 
 // topicStats is one topic in the output of stats.
@@ -82,7 +83,14 @@ its checkpoint and lag per topic.
 refresh.`,
 		flags: func(fs *flag.FlagSet) any {
 			o := &statsOpts{}
-			fs.DurationVar(&o.watch, "watch", 0, "refresh every `INTERVAL`, e.g. 2s (default: print once)")
+			fs.Func("watch", "refresh every `INTERVAL`, at least 100ms, e.g. 2s (default: print once)", func(s string) error {
+				d, err := time.ParseDuration(s)
+				if err != nil {
+					return errors.New("want a duration such as 2s")
+				}
+				o.watch, o.watchSet = d, true
+				return nil
+			})
 			return o
 		},
 		run: runStats,
@@ -101,7 +109,7 @@ func runStats(ctx context.Context, e *env, opts any, args []string) error {
 	if err := transport.ValidatePattern(pattern); err != nil {
 		return usagef("stats: %v", err)
 	}
-	if o.watch < 0 || 0 < o.watch && o.watch < 100*time.Millisecond {
+	if o.watchSet && o.watch < 100*time.Millisecond {
 		return usagef("stats: --watch %v: want at least 100ms", o.watch)
 	}
 	c, err := connect(ctx, e)
@@ -142,7 +150,8 @@ func runStats(ctx context.Context, e *env, opts any, args []string) error {
 
 // collectStats reads the stats of the topics matching pattern.
 func collectStats(ctx context.Context, rdb *redis.Client, ns, pattern string) (*statsReport, error) {
-	rep := &statsReport{Namespace: ns, Time: time.Now().UTC(), Topics: []topicStats{}, Consumers: []consumerStats{}}
+	// Every time in the report has the precision of stream ids: ms.
+	rep := &statsReport{Namespace: ns, Time: time.Now().UTC().Truncate(time.Millisecond), Topics: []topicStats{}, Consumers: []consumerStats{}}
 	all, err := rdb.ZRangeWithScores(ctx, ns+":topics", 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read %s:topics: %w", ns, err)
@@ -155,6 +164,11 @@ func collectStats(ctx context.Context, rdb *redis.Client, ns, pattern string) (*
 		mem    *redis.IntCmd
 		numsub *redis.MapStringIntCmd
 	}
+	sort.Slice(all, func(i, j int) bool { // by name, not by last publish
+		a, _ := all[i].Member.(string)
+		b, _ := all[j].Member.(string)
+		return a < b
+	})
 	var names []string
 	var scores []float64
 	for _, z := range all {
@@ -307,12 +321,14 @@ func printStats(w io.Writer, rep *statsReport, addr string, watch time.Duration)
 	}
 	fmt.Fprintf(w, "Redis %s, namespace %q, %s%s\n\n", addr, rep.Namespace, formatTime(rep.Time), every)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPIC\tEPOCH\tHEAD\tBACKLOG\tOLDEST\tNEWEST\tSPAN\tMEMORY\tSUBS\t")
+	// The last cell of a row ends with the line, not with a tab: no
+	// padding after it.
+	fmt.Fprintln(tw, "TOPIC\tEPOCH\tHEAD\tBACKLOG\tOLDEST\tNEWEST\tSPAN\tMEMORY\tSUBS")
 	if len(rep.Topics) == 0 {
-		fmt.Fprintln(tw, "(no topics)\t\t\t\t\t\t\t\t\t")
+		fmt.Fprintln(tw, "(no topics)")
 	}
 	for _, t := range rep.Topics {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t\n", t.Topic, t.Epoch, t.Head, t.Backlog,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\n", t.Topic, t.Epoch, t.Head, t.Backlog,
 			optTime(t.Oldest), optTime(t.Newest), humanSpan(t.SpanSeconds), humanBytes(t.MemoryBytes), t.Subscribers)
 	}
 	if err := tw.Flush(); err != nil {
@@ -324,13 +340,13 @@ func printStats(w io.Writer, rep *statsReport, addr string, watch time.Duration)
 		return err
 	}
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONSUMER\tTOPIC\tCHECKPOINT\tLAG\t")
+	fmt.Fprintln(tw, "CONSUMER\tTOPIC\tCHECKPOINT\tLAG")
 	for _, c := range rep.Consumers {
 		lag := "?"
 		if c.Lag != nil {
 			lag = strconv.FormatUint(*c.Lag, 10)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t\n", c.Consumer, c.Topic, c.Seq, lag)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", c.Consumer, c.Topic, c.Seq, lag)
 	}
 	return tw.Flush()
 }

@@ -24,8 +24,9 @@ func init() {
 		args:    "PATTERN",
 		summary: "follow a topic or a glob of topics live, with replay",
 		help: `Prints the events of the topics matching PATTERN (a topic name or a glob
-such as "orders.*") as they are published, one per line: time, topic, #seq,
-type (and version when above 1), event id and data. With --json each line is
+such as "orders.*") as they are published, one per line: time, topic,
+epoch:seq (the seq within the log's epoch: after a reset seqs start again
+at 1 in a new epoch), type (and version when above 1), event id and data. With --json each line is
 an object {topic, epoch, seq, streamid, replayed, event}.
 
 --since starts in the backlog: "beginning", a duration ago such as 10m, an
