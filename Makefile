@@ -40,6 +40,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
 	@test -x $(BIN)/staticcheck || GOBIN=$(BIN) $(GO) install $(STATICCHECK)
 	$(BIN)/staticcheck ./...
 
@@ -49,7 +50,8 @@ unit:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./envelope
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFrame$$' -fuzztime $(FUZZTIME) ./transport/redistransport
-	$(GO) test -run '^$$' -fuzz '^FuzzMatchesEncodingJSON$$' -fuzztime $(FUZZTIME) ./internal/flatjson
+	$(GO) test -run '^$$' -fuzz '^FuzzMatchesEncodingJSON$$' -fuzztime $(FUZZTIME) ./envelope
+	$(GO) test -run '^$$' -fuzz '^FuzzValidJSON$$' -fuzztime $(FUZZTIME) ./envelope
 
 ## chaos: the long fault schedule (TestChaos's 13 runs, the 4 process faults and the 5 data faults,
 ## each CHAOS_DURATION of faults: ≥ 10 minutes); prints the tables.

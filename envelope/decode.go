@@ -8,8 +8,6 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
-
-	"github.com/durabus/durabus/internal/jsonscan"
 )
 
 // Decoder decodes envelopes with a size limit. The zero Decoder applies
@@ -48,7 +46,8 @@ func Decode(b []byte) (*Envelope, error) { return Decoder{}.Decode(b) }
 // extension) means absent; an extension whose value is a number or boolean
 // is kept as its JSON text; "data" may be any JSON value including null
 // (json.RawMessage("null")), and its absence leaves Data nil. Nesting in
-// data is limited by encoding/json (10 000 levels); no recursion is used.
+// data is limited to 10 000 levels, encoding/json's limit, so that Bind
+// reads whatever Decode accepts; no recursion is used.
 func (d Decoder) Decode(b []byte) (*Envelope, error) {
 	if err := d.checkSize(len(b)); err != nil {
 		return nil, err // before copying it
@@ -147,9 +146,10 @@ func knownBit(key string) uint32 {
 	return 0
 }
 
-// parser is a small hand-written scanner over the top-level object. Values
-// of "data" are delimited by bracket counting and then checked with
-// json.Valid, so nothing recurses.
+// parser is a small hand-written scanner over the top-level object, on the
+// lexer of json.go: "data" is delimited and validated in one pass by
+// scanValue (no recursion), strings are scanned by scanString and numbers
+// by scanNumber.
 type parser struct {
 	s   string // a private copy of the input; attribute strings are substrings of it
 	buf []byte // the same bytes as s; Data is a slice of it
@@ -163,11 +163,7 @@ func (p *parser) peek() byte {
 	return 0
 }
 
-func (p *parser) skipWS() {
-	for p.i < len(p.s) && isJSONSpace(p.s[p.i]) {
-		p.i++
-	}
-}
+func (p *parser) skipWS() { p.i = skipSpace(p.buf, p.i) }
 
 func (p *parser) syntax(field, msg string) *FieldError {
 	return fieldErr(field, ErrSyntax, msg+" at byte "+strconv.Itoa(p.i))
@@ -332,15 +328,13 @@ func (p *parser) attribute(e *Envelope, key string, nullExts *[]string) *FieldEr
 		}
 		e.TraceState = s
 	case "data":
-		start := p.i
-		if err := p.skipValue(key); err != nil {
-			return err
+		end, ok := scanValue(p.buf, p.i)
+		if !ok {
+			p.i = end
+			return p.syntax(key, "not valid JSON (or invalid UTF-8, or nested deeper than 10000)")
 		}
-		data := p.buf[start:p.i:p.i]
-		if err := checkData(data); err != nil {
-			return err
-		}
-		e.Data = data
+		e.Data = p.buf[p.i:end:end]
+		p.i = end
 	case "data_base64":
 		return fieldErr(key, ErrInvalidField, "binary data is not supported; data must be JSON")
 	default:
@@ -381,7 +375,7 @@ func (p *parser) extension(e *Envelope, key string, nullExts *[]string) *FieldEr
 		}
 		v = "false"
 	case c == '-' || c >= '0' && c <= '9':
-		s, err := p.number(key)
+		s, _, err := p.number(key)
 		if err != nil {
 			return err
 		}
@@ -401,11 +395,11 @@ func (p *parser) version(e *Envelope) *FieldError {
 	if c := p.peek(); c != '-' && (c < '0' || c > '9') {
 		return p.typeErr(key, "an integer")
 	}
-	s, err := p.number(key)
+	s, integer, err := p.number(key)
 	if err != nil {
 		return err
 	}
-	if strings.ContainsAny(s, ".eE") {
+	if !integer {
 		return fieldErr(key, ErrInvalidField, "must be an integer, got "+s)
 	}
 	v, perr := strconv.Atoi(s)
@@ -464,69 +458,27 @@ func (p *parser) literal(field, word string) *FieldError {
 	return nil
 }
 
-// number reads a JSON number and returns its text.
-func (p *parser) number(field string) (string, *FieldError) {
-	start := p.i
-	for p.i < len(p.s) {
-		c := p.s[p.i]
-		if (c < '0' || c > '9') && c != '-' && c != '+' && c != '.' && c != 'e' && c != 'E' {
-			break
-		}
-		p.i++
+// number reads the JSON number at p.i and returns its text and whether it
+// is an integer (no fraction, no exponent).
+func (p *parser) number(field string) (string, bool, *FieldError) {
+	end, integer, ok := scanNumber(p.buf, p.i)
+	if !ok || end < len(p.buf) && strings.IndexByte("0123456789+-.eE", p.buf[end]) >= 0 {
+		// "01", "1.5.2": malformed JSON, reported before any value rule.
+		return "", false, p.syntax(field, "invalid number")
 	}
-	s := p.s[start:p.i]
-	if !validNumber(s) {
-		p.i = start
-		return "", p.syntax(field, "invalid number")
-	}
-	return s, nil
+	s := p.s[p.i:end]
+	p.i = end
+	return s, integer, nil
 }
 
-// validNumber reports whether s is a JSON number:
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func validNumber(s string) bool {
-	i := 0
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	digits := func() int {
-		n := 0
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-			n++
-		}
-		return n
-	}
-	if i < len(s) && s[i] == '0' {
-		i++
-	} else if digits() == 0 {
-		return false
-	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		if digits() == 0 {
-			return false
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		if digits() == 0 {
-			return false
-		}
-	}
-	return i == len(s)
-}
-
-// str reads the JSON string at p.i (which is '"'). The fast path returns a
-// substring of the input; escapes and non-ASCII take the slow path, which
-// also rejects invalid UTF-8 and unpaired surrogates.
+// str reads the JSON string at p.i (which is '"'). A valid string without
+// escapes is a substring of the input; one with escapes, or an invalid
+// one, takes strSlow, which decodes the escapes, rejects unpaired
+// surrogates and says what is wrong.
 func (p *parser) str(field string) (string, *FieldError) {
-	if i := jsonscan.Special(p.buf, p.i+1); i < len(p.s) && p.s[i] == '"' {
-		s := p.s[p.i+1 : i]
-		p.i = i + 1
+	if end, escaped, ok := scanString(p.buf, p.i); ok && !escaped {
+		s := p.s[p.i+1 : end-1]
+		p.i = end
 		return s, nil
 	}
 	return p.strSlow(field)
@@ -588,7 +540,7 @@ func (p *parser) strSlow(field string) (string, *FieldError) {
 				buf = append(buf, '\t')
 				i += 2
 			case 'u':
-				r, ok := hex4(p.s, i+2)
+				r, ok := hex4(p.buf, i+2)
 				if !ok {
 					p.i = i
 					return "", p.syntax(field, "invalid \\u escape")
@@ -597,7 +549,7 @@ func (p *parser) strSlow(field string) (string, *FieldError) {
 				if utf16.IsSurrogate(r) {
 					r2, ok := rune(0), false
 					if i+1 < len(p.s) && p.s[i] == '\\' && p.s[i+1] == 'u' {
-						r2, ok = hex4(p.s, i+2)
+						r2, ok = hex4(p.buf, i+2)
 					}
 					dec := utf16.DecodeRune(r, r2)
 					if !ok || dec == utf8.RuneError {
@@ -619,87 +571,6 @@ func (p *parser) strSlow(field string) (string, *FieldError) {
 	}
 	p.i = i
 	return "", p.syntax(field, "unterminated string")
-}
-
-func hex4(s string, i int) (rune, bool) {
-	if i+4 > len(s) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range []byte(s[i : i+4]) {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
-}
-
-// skipValue moves past one JSON value without checking it in detail; the
-// caller validates the span with json.Valid.
-func (p *parser) skipValue(field string) *FieldError {
-	switch c := p.peek(); c {
-	case '"':
-		return p.skipString(field)
-	case '{', '[':
-		depth := 0
-		for p.i < len(p.s) {
-			switch p.s[p.i] {
-			case '"':
-				if err := p.skipString(field); err != nil {
-					return err
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					p.i++
-					return nil
-				}
-			}
-			p.i++
-		}
-		return p.syntax(field, "unexpected end of input")
-	default:
-		start := p.i
-		for p.i < len(p.s) {
-			c := p.s[p.i]
-			if c == ',' || c == '}' || c == ']' || isJSONSpace(c) {
-				break
-			}
-			p.i++
-		}
-		if p.i == start {
-			return p.syntax(field, "missing value")
-		}
-		return nil
-	}
-}
-
-func (p *parser) skipString(field string) *FieldError {
-	for i := p.i + 1; ; i++ {
-		i = jsonscan.Special(p.buf, i)
-		if i >= len(p.s) {
-			break
-		}
-		switch p.s[i] {
-		case '\\':
-			i++
-		case '"':
-			p.i = i + 1
-			return nil
-		}
-	}
-	return p.syntax(field, "unterminated string")
 }
 
 // isJSONContentType accepts application/json, with parameters, and any

@@ -78,7 +78,6 @@ func TestStoreLayoutAndExpiry(t *testing.T) {
 	}
 }
 
-
 // New accepts exactly the consumer names bus.WithConsumer accepts, and
 // reports every invalid option at once, wrapping bus.ErrInvalidOption.
 func TestNewNamesAndOptions(t *testing.T) {

@@ -1,4 +1,4 @@
-package flatjson_test
+package envelope_test
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/durabus/durabus/internal/flatjson"
+	"github.com/durabus/durabus/envelope"
 )
 
 type flat struct {
@@ -74,17 +74,17 @@ func TestPlan(t *testing.T) {
 		name string
 		fast bool
 	}{
-		{"flat", flatjson.For[flat]().Fast()},
-		{"empty struct", flatjson.For[struct{}]().Fast()},
-		{"nested", !flatjson.For[nested]().Fast()},
-		{"time field", !flatjson.For[withTime]().Fast()},
-		{",string option", !flatjson.For[withStringOpt]().Fast()},
-		{"embedded", !flatjson.For[embedded]().Fast()},
-		{"UnmarshalJSON", !flatjson.For[custom]().Fast()},
-		{"names equal but for case", !flatjson.For[caseTwins]().Fast()},
-		{"tag name with punctuation", !flatjson.For[oddTag]().Fast()},
-		{"json.Number", !flatjson.For[withNumber]().Fast()},
-		{"not a struct", !flatjson.For[map[string]int]().Fast()},
+		{"flat", envelope.NewDataDecoder[flat]().Fast()},
+		{"empty struct", envelope.NewDataDecoder[struct{}]().Fast()},
+		{"nested", !envelope.NewDataDecoder[nested]().Fast()},
+		{"time field", !envelope.NewDataDecoder[withTime]().Fast()},
+		{",string option", !envelope.NewDataDecoder[withStringOpt]().Fast()},
+		{"embedded", !envelope.NewDataDecoder[embedded]().Fast()},
+		{"UnmarshalJSON", !envelope.NewDataDecoder[custom]().Fast()},
+		{"names equal but for case", !envelope.NewDataDecoder[caseTwins]().Fast()},
+		{"tag name with punctuation", !envelope.NewDataDecoder[oddTag]().Fast()},
+		{"json.Number", !envelope.NewDataDecoder[withNumber]().Fast()},
+		{"not a struct", !envelope.NewDataDecoder[map[string]int]().Fast()},
 	} {
 		if !c.fast {
 			t.Errorf("%s: wrong plan", c.name)
@@ -92,12 +92,12 @@ func TestPlan(t *testing.T) {
 	}
 }
 
-// same decodes in with the Decoder and with json.Unmarshal into fresh
+// same decodes in with the DataDecoder and with json.Unmarshal into fresh
 // values and fails when the results or the errors' presence differ.
 func same[T any](t *testing.T, in string) {
 	t.Helper()
 	var got, want T
-	gerr := flatjson.For[T]().Unmarshal([]byte(in), &got)
+	gerr := envelope.NewDataDecoder[T]().Unmarshal([]byte(in), &got)
 	werr := json.Unmarshal([]byte(in), &want)
 	if (gerr == nil) != (werr == nil) || gerr != nil && gerr.Error() != werr.Error() {
 		t.Errorf("%s: error %v, json.Unmarshal %v", in, gerr, werr)
@@ -143,7 +143,7 @@ func TestMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-// FuzzMatchesEncodingJSON: for any input, the Decoder's value and error
+// FuzzMatchesEncodingJSON: for any input, the DataDecoder's value and error
 // are json.Unmarshal's.
 func FuzzMatchesEncodingJSON(f *testing.F) {
 	for _, c := range cases {
@@ -159,27 +159,27 @@ func FuzzMatchesEncodingJSON(f *testing.F) {
 	})
 }
 
-func ExampleDecoder() {
+func ExampleDataDecoder() {
 	type Order struct {
 		ID    string  `json:"id"`
 		Total float64 `json:"total"`
 	}
-	dec := flatjson.For[Order]()
+	dec := envelope.NewDataDecoder[Order]()
 	var o Order
 	err := dec.Unmarshal([]byte(`{"id":"o-1","total":9.5}`), &o)
 	fmt.Println(o, err, dec.Fast())
 	// Output: {o-1 9.5} <nil> true
 }
 
-func BenchmarkDecode(b *testing.B) {
+func BenchmarkDataDecoder(b *testing.B) {
 	in := []byte(`{"n":123456,"t":1763700000000000000,"s":"` + strings.Repeat("x", 220) + `"}`)
 	type event struct {
 		N int64  `json:"n"`
 		T int64  `json:"t"`
 		S string `json:"s"`
 	}
-	b.Run("flatjson", func(b *testing.B) {
-		dec := flatjson.For[event]()
+	b.Run("DataDecoder", func(b *testing.B) {
+		dec := envelope.NewDataDecoder[event]()
 		b.ReportAllocs()
 		for b.Loop() {
 			var v event

@@ -1,21 +1,4 @@
-// Package flatjson decodes flat JSON objects into structs of scalar fields
-// several times faster than encoding/json, with encoding/json's results.
-//
-// A Decoder for a struct type whose exported fields are all strings,
-// booleans, integers or floats (no embedded fields, no ",string" option, no
-// json.Number, no type implementing json.Unmarshaler or
-// encoding.TextUnmarshaler) reads an
-// object whose keys match the field names exactly and whose values are
-// plain literals of the field's kind: strings without escapes, integers
-// within range, JSON numbers for floats, true/false, null. Anything else —
-// another key spelling, an unknown key, an escape, a nested value, a type
-// mismatch, a syntax error — makes it hand the whole input to
-// json.Unmarshal, so the result, value or error, is always what
-// json.Unmarshal gives. For other types the Decoder is json.Unmarshal.
-//
-// It serves the bus's typed handlers (bus.Subscribe), where decoding the
-// payload is most of the cost of a delivery.
-package flatjson
+package envelope
 
 import (
 	"encoding"
@@ -23,39 +6,51 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 	"unsafe"
-
-	"github.com/durabus/durabus/internal/jsonscan"
 )
 
-// Decoder decodes JSON into a *T. It holds no state beyond its plan and is
-// safe for concurrent use.
-type Decoder[T any] struct {
-	fields []field // nil: no fast path for T
+// DataDecoder decodes an event's data (JSON) into a *T with the value and
+// error json.Unmarshal gives, several times faster for a flat struct: one
+// whose exported fields are all strings, booleans, integers or floats (no
+// embedded fields, no ",string" option, no json.Number, no type
+// implementing json.Unmarshaler or encoding.TextUnmarshaler).
+//
+// For such a T it reads an object whose keys match the field names
+// exactly and whose values are plain literals of the field's kind: strings
+// without escapes, integers within range, JSON numbers for floats,
+// true/false, null. Anything else — another key spelling, an unknown key,
+// an escape, a nested value, a type mismatch, a syntax error — makes it
+// hand the whole input to json.Unmarshal. For other types it is
+// json.Unmarshal. The bus's typed handlers (bus.Subscribe) use it, where
+// decoding the payload is most of the cost of a delivery.
+//
+// A DataDecoder holds no state beyond its plan and is safe for concurrent
+// use.
+type DataDecoder[T any] struct {
+	fields []flatField // nil: no fast path for T
 }
 
-type field struct {
+type flatField struct {
 	name   string
 	offset uintptr
 	kind   reflect.Kind
 	size   uintptr // bytes of the field's value
 }
 
-// For returns the Decoder of T, with a fast path when T qualifies (see the
-// package doc).
-func For[T any]() *Decoder[T] {
-	return &Decoder[T]{fields: plan(reflect.TypeFor[T]())}
+// NewDataDecoder returns the DataDecoder of T, with a fast path when T is
+// a flat struct (see DataDecoder).
+func NewDataDecoder[T any]() *DataDecoder[T] {
+	return &DataDecoder[T]{fields: flatPlan(reflect.TypeFor[T]())}
 }
 
-// Fast reports whether the Decoder has a fast path for T.
-func (d *Decoder[T]) Fast() bool { return d.fields != nil }
+// Fast reports whether the DataDecoder has a fast path for T.
+func (d *DataDecoder[T]) Fast() bool { return d.fields != nil }
 
 // Unmarshal decodes data into *v, which must be T's zero value, with the
 // result and error json.Unmarshal(data, v) would give.
-func (d *Decoder[T]) Unmarshal(data []byte, v *T) error {
+func (d *DataDecoder[T]) Unmarshal(data []byte, v *T) error {
 	if d.fields != nil {
-		if decode(data, unsafe.Pointer(v), d.fields) {
+		if flatDecode(data, unsafe.Pointer(v), d.fields) {
 			return nil
 		}
 		var zero T
@@ -78,13 +73,13 @@ func decodesItself(t reflect.Type) bool {
 		t.Implements(textUnmarshalerType) || p.Implements(textUnmarshalerType)
 }
 
-// plan returns the fields of struct type t in encoding/json's naming, or
-// nil when t has no fast path.
-func plan(t reflect.Type) []field {
+// flatPlan returns the fields of struct type t in encoding/json's naming,
+// or nil when t has no fast path.
+func flatPlan(t reflect.Type) []flatField {
 	if t.Kind() != reflect.Struct || decodesItself(t) {
 		return nil
 	}
-	fields := []field{}
+	fields := []flatField{}
 	seen := map[string]bool{}
 	for i := range t.NumField() {
 		sf := t.Field(i)
@@ -131,7 +126,7 @@ func plan(t reflect.Type) []field {
 			return nil
 		}
 		seen[strings.ToLower(name)] = true
-		fields = append(fields, field{name: name, offset: sf.Offset, kind: sf.Type.Kind(), size: sf.Type.Size()})
+		fields = append(fields, flatField{name: name, offset: sf.Offset, kind: sf.Type.Kind(), size: sf.Type.Size()})
 	}
 	return fields
 }
@@ -148,9 +143,9 @@ func plainName(s string) bool {
 	return true
 }
 
-// decode is the fast path: false means "not handled", and *p may then hold
-// some decoded fields.
-func decode(b []byte, p unsafe.Pointer, fields []field) bool {
+// flatDecode is the fast path: false means "not handled", and *p may then
+// hold some decoded fields.
+func flatDecode(b []byte, p unsafe.Pointer, fields []flatField) bool {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
@@ -163,11 +158,11 @@ func decode(b []byte, p unsafe.Pointer, fields []field) bool {
 		if i >= len(b) || b[i] != '"' {
 			return false
 		}
-		key, next, ok := plainString(b, i)
-		if !ok {
+		next, escaped, ok := scanString(b, i)
+		if !ok || escaped {
 			return false
 		}
-		f := lookup(fields, key)
+		f := flatLookup(fields, b[i+1:next-1])
 		if f == nil {
 			return false // unknown, or a spelling encoding/json matches by folding
 		}
@@ -176,7 +171,7 @@ func decode(b []byte, p unsafe.Pointer, fields []field) bool {
 			return false
 		}
 		i = skipSpace(b, i+1)
-		if i, ok = value(b, i, unsafe.Add(p, f.offset), f.kind, f.size); !ok {
+		if i, ok = flatValue(b, i, unsafe.Add(p, f.offset), f.kind, f.size); !ok {
 			return false
 		}
 		i = skipSpace(b, i)
@@ -194,7 +189,7 @@ func decode(b []byte, p unsafe.Pointer, fields []field) bool {
 	}
 }
 
-func lookup(fields []field, key []byte) *field {
+func flatLookup(fields []flatField, key []byte) *flatField {
 	for i := range fields {
 		if fields[i].name == string(key) {
 			return &fields[i]
@@ -203,41 +198,9 @@ func lookup(fields []field, key []byte) *field {
 	return nil
 }
 
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
-		i++
-	}
-	return i
-}
-
-// plainString reads the string starting at b[i] == '"': its bytes and the
-// index after it. false for an escape, a control byte, invalid UTF-8 (all
-// of which encoding/json handles its own way) or no closing quote.
-func plainString(b []byte, i int) (s []byte, next int, ok bool) {
-	start := i + 1
-	ascii := true
-	for j := start; ; j++ {
-		if j = jsonscan.Special(b, j); j >= len(b) {
-			return nil, 0, false
-		}
-		switch c := b[j]; {
-		case c == '"':
-			s = b[start:j]
-			if !ascii && !utf8.Valid(s) {
-				return nil, 0, false
-			}
-			return s, j + 1, true
-		case c == '\\' || c < 0x20:
-			return nil, 0, false
-		default: // not ASCII
-			ascii = false
-		}
-	}
-}
-
-// value decodes the literal at b[i] into the field at p of kind k and size
-// bytes, and returns the index after it.
-func value(b []byte, i int, p unsafe.Pointer, k reflect.Kind, size uintptr) (int, bool) {
+// flatValue decodes the literal at b[i] into the field at p of kind k and
+// size bytes, and returns the index after it.
+func flatValue(b []byte, i int, p unsafe.Pointer, k reflect.Kind, size uintptr) (int, bool) {
 	if i >= len(b) {
 		return 0, false
 	}
@@ -253,11 +216,11 @@ func value(b []byte, i int, p unsafe.Pointer, k reflect.Kind, size uintptr) (int
 		if b[i] != '"' {
 			return 0, false
 		}
-		s, next, ok := plainString(b, i)
-		if !ok {
-			return 0, false
+		next, escaped, ok := scanString(b, i)
+		if !ok || escaped {
+			return 0, false // escapes: encoding/json decodes them its own way
 		}
-		*(*string)(p) = string(s)
+		*(*string)(p) = string(b[i+1 : next-1])
 		return next, true
 	case reflect.Bool:
 		switch {
@@ -270,7 +233,7 @@ func value(b []byte, i int, p unsafe.Pointer, k reflect.Kind, size uintptr) (int
 		}
 		return 0, false
 	}
-	end, integer, ok := number(b, i)
+	end, integer, ok := scanNumber(b, i)
 	if !ok {
 		return 0, false
 	}
@@ -328,47 +291,4 @@ func value(b []byte, i int, p unsafe.Pointer, k reflect.Kind, size uintptr) (int
 		return 0, false
 	}
 	return end, true
-}
-
-// number reads a JSON number (RFC 8259 grammar) at b[i] and returns the
-// index after it and whether it has neither fraction nor exponent.
-func number(b []byte, i int) (end int, integer, ok bool) {
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	default:
-		return 0, false, false
-	}
-	integer = true
-	if i < len(b) && b[i] == '.' {
-		integer = false
-		i++
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return 0, false, false
-		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		integer = false
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return 0, false, false
-		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	}
-	return i, integer, true
 }
