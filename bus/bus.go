@@ -65,6 +65,14 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 	if tr == nil {
 		cfg.invalid("nil transport")
 	}
+	if l, ok := tr.(interface{ MaxSize() int }); ok && l.MaxSize() > 0 {
+		switch {
+		case cfg.maxSizeSet && cfg.maxSize > l.MaxSize():
+			cfg.invalid("max event size %d: the transport accepts at most %d bytes (its WithMaxSize)", cfg.maxSize, l.MaxSize())
+		case !cfg.maxSizeSet:
+			cfg.maxSize = min(cfg.maxSize, l.MaxSize())
+		}
+	}
 	if err := errors.Join(cfg.errs...); err != nil {
 		return nil, err
 	}
@@ -242,7 +250,7 @@ func (b *Bus) message(topic string, e *envelope.Envelope) (transport.Message, er
 		return transport.Message{}, fmt.Errorf("bus: event %q: %w", e.Type, err)
 	}
 	if len(data) > b.cfg.maxSize {
-		return transport.Message{}, fmt.Errorf("bus: event %q of %d bytes: %w (limit %d)", e.Type, len(data), transport.ErrTooLarge, b.cfg.maxSize)
+		return transport.Message{}, fmt.Errorf("bus: event %q: envelope of %d bytes: %w (limit %d, on the whole encoded envelope: WithMaxEventSize)", e.Type, len(data), transport.ErrTooLarge, b.cfg.maxSize)
 	}
 	return transport.Message{Topic: topic, ID: e.ID, Time: e.Time, Data: data}, nil
 }

@@ -27,6 +27,7 @@ type config struct {
 	onLoss      func(*replay.LossError)
 	logger      *slog.Logger
 	maxSize     int
+	maxSizeSet  bool // WithMaxEventSize was given
 	followerOps []replay.Option
 	errs        []error
 }
@@ -106,14 +107,17 @@ func WithOnLoss(f func(*replay.LossError)) Option { return func(c *config) { c.o
 // silence it.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
-// WithMaxEventSize bounds the size of an encoded event, on publish and on
-// delivery. Default envelope.DefaultMaxSize (1 MiB).
+// WithMaxEventSize bounds the size of an encoded event — the whole JSON
+// envelope with its attributes, not only the payload — on publish and on
+// delivery. Default envelope.DefaultMaxSize (1 MiB), or the transport's
+// limit when that is lower. New refuses a size above the transport's limit
+// (a transport's MaxSize() int method), which would refuse such events.
 func WithMaxEventSize(n int) Option {
 	return func(c *config) {
 		if n < 256 {
 			c.invalid("max event size %d: want at least 256 bytes", n)
 		}
-		c.maxSize = n
+		c.maxSize, c.maxSizeSet = n, true
 	}
 }
 

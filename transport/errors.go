@@ -4,7 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/durabus/durabus/envelope"
 )
+
+// tooLarge is ErrTooLarge: one limit, whichever package states it.
+type tooLarge struct{}
+
+func (tooLarge) Error() string        { return "transport: event too large" }
+func (tooLarge) Is(target error) bool { return target == envelope.ErrTooLarge }
 
 var (
 	// ErrClosed is returned by every method of a closed transport, and by
@@ -15,9 +23,11 @@ var (
 	// ErrTrimmed says that a requested range is no longer held by the
 	// backlog: retention removed it, or the log was reset (new epoch).
 	ErrTrimmed = errors.New("transport: range no longer in backlog")
-	// ErrTooLarge is returned when an encoded event exceeds the transport's
-	// size limit.
-	ErrTooLarge = errors.New("transport: event too large")
+	// ErrTooLarge is returned when an encoded event (the whole envelope,
+	// not only its data) exceeds the transport's size limit. It also
+	// matches envelope.ErrTooLarge: errors.Is(err, envelope.ErrTooLarge)
+	// holds for either limit.
+	ErrTooLarge error = tooLarge{}
 	// ErrInvalidTopic is returned for a topic name or pattern that breaks the
 	// rules of ValidateTopic and ValidatePattern.
 	ErrInvalidTopic = errors.New("transport: invalid topic")

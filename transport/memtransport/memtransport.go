@@ -46,6 +46,10 @@ func WithMaxAge(d time.Duration) Option { return func(t *Transport) { t.maxAge =
 // transport.ErrTooLarge. Default DefaultMaxSize; n <= 0 means no limit.
 func WithMaxSize(n int) Option { return func(t *Transport) { t.maxSize = n } }
 
+// MaxSize returns the largest encoded event (the whole envelope) that
+// Publish accepts, in bytes; 0 means no limit (WithMaxSize).
+func (t *Transport) MaxSize() int { return max(t.maxSize, 0) }
+
 // WithBuffer sets how many frames a subscription queues for a receiver
 // that falls behind before it drops frames and signals Dropped.
 // Default DefaultBuffer; values below 1 mean 1.

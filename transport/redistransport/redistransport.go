@@ -219,6 +219,10 @@ func (t *Transport) checkPolicy(ctx context.Context) {
 		"; see docs/operations.md (Memory: maxmemory-policy)", "maxmemory-policy", policy)
 }
 
+// MaxSize returns the largest encoded event (the whole envelope) that
+// Publish accepts, in bytes (WithMaxSize).
+func (t *Transport) MaxSize() int { return t.cfg.maxSize }
+
 // Keys returns the Redis key of topic's log, its meta hash and its channel
 // (see the package doc). For operations and tests.
 func (t *Transport) Keys(topic string) (log, meta, channel string) {
