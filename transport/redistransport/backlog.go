@@ -107,7 +107,7 @@ func (t *Transport) entry(topic, epoch string, m redis.XMessage) (transport.Deli
 				return transport.Delivery{
 					Topic:    topic,
 					Position: transport.Position{Epoch: epoch, Seq: seq, ID: m.ID},
-					Data:     replyBytes(data),
+					Data:     []byte(data), // a copy: the receiver owns and may change it
 				}, eventEntry
 			}
 		} else if rb, ok := m.Values["rb"].(string); ok {
