@@ -61,16 +61,37 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 	if *user == "" {
 		return demo(ctx, tr, topic, out)
 	}
+	var shown atomic.Uint64 // seq of the last message shown
+	showed := make(chan struct{}, 1)
 	b, err := join(ctx, tr, topic, *user, time.Now().Add(-*history), func(m *bus.Message, c *ChatMessage) {
 		fmt.Fprintf(out, "%s %s: %s\n", m.Time.Local().Format("15:04:05"), c.User, c.Text)
+		shown.Store(m.Position.Seq)
+		select {
+		case showed <- struct{}{}:
+		default:
+		}
 	})
 	if err != nil {
 		return err
 	}
 	defer b.Close() // saves the checkpoint: the next join resumes here
+	var last transport.Position
 	for line := range lines(ctx, stdin) {
-		if _, err := b.Publish(ctx, ChatMessage{User: *user, Text: line}, bus.ToTopic(topic)); err != nil {
+		if last, err = b.Publish(ctx, ChatMessage{User: *user, Text: line}, bus.ToTopic(topic)); err != nil {
 			return err
+		}
+	}
+	// Stdin ended (piped input): show the room up to what we said before
+	// leaving, for at most a few seconds.
+	wait := time.NewTimer(5 * time.Second)
+	defer wait.Stop()
+	for shown.Load() < last.Seq {
+		select {
+		case <-showed:
+		case <-wait.C:
+			return fmt.Errorf("left before seeing our own message #%d in the room", last.Seq)
+		case <-ctx.Done():
+			return nil
 		}
 	}
 	return nil

@@ -92,3 +92,18 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// With piped input the user's lines are posted, and shown, before the
+// program ends at the end of its input.
+func TestChatWithPipedInputShowsWhatItPosted(t *testing.T) {
+	url := "redis://" + redistest.Start(t).Addr()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"--redis", url, "--user", "dave"}, strings.NewReader("hello\nanyone here?\n"), &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), " dave: hello\n") || !strings.HasSuffix(out.String(), " dave: anyone here?\n") {
+		t.Errorf("piped chat printed:\n%s", out.String())
+	}
+}

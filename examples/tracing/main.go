@@ -1,11 +1,14 @@
 // Command tracing shows one OpenTelemetry trace crossing two services over
 // Redis: checkout publishes order.placed inside a span, billing handles it
 // and publishes invoice.sent, checkout handles that. Every span is printed
-// as JSON by the stdout exporter, one per line; all spans of one order
-// share a trace id, from the first publish to the last handler.
+// when it ends, one per line: trace id, span id, parent span id, service,
+// kind, name and duration; all spans of one order share a trace id, from
+// the first publish to the last handler. With --json each span is the
+// stdout exporter's JSON object instead, one per line.
 //
 //	go run ./examples/tracing                  # starts a private redis-server
 //	go run ./examples/tracing --redis redis://localhost:6379/0
+//	go run ./examples/tracing --json | jq .
 package main
 
 import (
@@ -69,15 +72,17 @@ type service struct {
 	b    *bus.Bus
 }
 
-func newService(name, url string, out io.Writer) (*service, error) {
+func newService(name, url string, out io.Writer, asJSON bool) (*service, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, err
 	}
 	s := &service{name: name, rdb: redis.NewClient(opt)}
-	exp, err := stdouttrace.New(stdouttrace.WithWriter(out))
-	if err != nil {
-		return nil, err
+	var exp sdktrace.SpanExporter = spanPrinter{w: out, service: name}
+	if asJSON {
+		if exp, err = stdouttrace.New(stdouttrace.WithWriter(out)); err != nil {
+			return nil, err
+		}
 	}
 	s.tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp),
 		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", name))))
@@ -106,6 +111,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	url := fs.String("redis", "", "Redis URL (default: start a private redis-server from PATH)")
 	orders := fs.Int("orders", 3, "orders to place")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	asJSON := fs.Bool("json", false, "print each span as the stdout exporter's JSON object")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -121,12 +127,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "started redis-server on", srv.Addr())
 	}
 	out := exredis.NewSyncWriter(stdout) // the two exporters write concurrently
-	checkout, err := newService("checkout", *url, out)
+	if !*asJSON {
+		fmt.Fprintf(out, "%-32s  %-16s  %-16s  %-8s  %-8s  %-28s  %s\n", "TRACE", "SPAN", "PARENT", "SERVICE", "KIND", "NAME", "DURATION")
+	}
+	checkout, err := newService("checkout", *url, out, *asJSON)
 	if err != nil {
 		return err
 	}
 	defer checkout.close(context.WithoutCancel(ctx))
-	billing, err := newService("billing", *url, out)
+	billing, err := newService("billing", *url, out, *asJSON)
 	if err != nil {
 		return err
 	}
@@ -186,6 +195,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	return nil
 }
+
+// spanPrinter is a span exporter that prints each span on one line, in
+// columns under the header run prints.
+type spanPrinter struct {
+	w       io.Writer
+	service string
+}
+
+func (p spanPrinter) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
+	for _, s := range spans {
+		parent := "-"
+		if s.Parent().IsValid() {
+			parent = s.Parent().SpanID().String()
+		}
+		if _, err := fmt.Fprintf(p.w, "%-32s  %-16s  %-16s  %-8s  %-8s  %-28s  %v\n", s.SpanContext().TraceID(), s.SpanContext().SpanID(),
+			parent, p.service, s.SpanKind(), s.Name(), s.EndTime().Sub(s.StartTime()).Round(time.Microsecond)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (spanPrinter) Shutdown(context.Context) error { return nil }
 
 // waitReady waits until every subscription of the buses is live, so that
 // events published from now on are delivered.

@@ -8,12 +8,15 @@
 //	kill -9 <its pid>                               # or Ctrl-\ in its terminal
 //	go run ./examples/worker --redis redis://localhost:6379
 //
+// Without --enqueue a first run (a queue that never had a job) enqueues 20
+// jobs, so that there is something to watch; later runs enqueue none.
 // Without --redis it runs on a private Redis that ends with the process, so
 // it resumes nothing: use it to watch the output, not the crash.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +25,7 @@ import (
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/examples/internal/exredis"
 	"github.com/durabus/durabus/replay"
+	"github.com/durabus/durabus/transport"
 )
 
 // Job is one unit of work on the topic "jobs".
@@ -33,12 +37,16 @@ func (Job) EventType() string { return "jobs.resize" }
 
 const consumer = "resizer" // the checkpoint's name: keep it stable
 
+// defaultJobs are enqueued when --enqueue is not given and the queue has
+// never had a job, so that a first run has work to show.
+const defaultJobs = 20
+
 func main() { exredis.Main("worker", run) }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	redisURL := fs.String("redis", "", "Redis URL (default: a private redis-server for this run)")
-	enqueue := fs.Int("enqueue", 0, "publish this many jobs first")
+	enqueue := fs.Int("enqueue", -1, "publish this many jobs first (default: 20 when the queue has never had a job, none after)")
 	work := fs.Bool("work", true, "work on the jobs (false: only enqueue)")
 	jobTime := fs.Duration("job-time", 10*time.Millisecond, "how long one job takes")
 	runFor := fs.Duration("for", 0, "stop after this long (0: until interrupted)")
@@ -61,6 +69,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer b.Close()
 
+	if *enqueue < 0 { // the default: something to watch on a first run
+		*enqueue = 0
+		if _, err := tr.Head(ctx, "jobs"); errors.Is(err, transport.ErrUnknownTopic) {
+			*enqueue = defaultJobs
+		} else if err != nil {
+			return err
+		}
+	}
 	if *enqueue > 0 {
 		jobs := make([]bus.Event, *enqueue)
 		for i := range jobs {

@@ -91,3 +91,19 @@ func TestWorkerKilledWithSIGKILLResumesFromItsCheckpointAndLosesNoJob(t *testing
 		t.Errorf("%d jobs done twice, want exactly the %d after the checkpoint", dups, want)
 	}
 }
+
+// A first run without --enqueue has jobs to do; a second one adds none.
+func TestWorkerEnqueuesSomeJobsByDefault(t *testing.T) {
+	url := "redis://" + redistest.Start(t).Addr()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i, want := range []string{"enqueued 20 jobs, seq 1..20\n", ""} {
+		var out bytes.Buffer
+		if err := run(ctx, []string{"--redis", url, "--work=false"}, &out); err != nil {
+			t.Fatalf("run %d: %v", i+1, err)
+		}
+		if out.String() != want {
+			t.Errorf("run %d printed %q, want %q", i+1, out.String(), want)
+		}
+	}
+}
