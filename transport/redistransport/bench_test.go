@@ -13,8 +13,9 @@ import (
 	"github.com/durabus/durabus/transport/redistransport"
 )
 
-// rawScript is the minimal publish-with-history of BASELINE.md: INCR +
-// XADD + PUBLISH, the floor for one script call per event.
+// rawScript is the minimal publish-with-history of the reference
+// measurements in docs/benchmarks.md: INCR + XADD + PUBLISH, the floor for
+// one script call per event.
 var rawScript = redis.NewScript(`
 local seq = redis.call('INCR', KEYS[2])
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', 100000, '*', 'seq', seq, 'e', ARGV[2])
