@@ -178,7 +178,7 @@ func (f *Follower) runOwned(ctx context.Context) (lost bool, err error) {
 	if f.cp != nil {
 		saved = f.loadCheckpoints(runCtx)
 		for t, pos := range f.kept {
-			if cp, ok := saved[t]; saved != nil && (!ok || cp.Epoch == pos.Epoch && cp.Seq < pos.Seq) {
+			if saved != nil && f.keptAhead(runCtx, t, pos, saved) {
 				saved[t] = pos
 			}
 		}
@@ -231,6 +231,23 @@ func (f *Follower) reset() {
 	f.mu.Unlock()
 	f.lease.Store(nil)
 	f.cp = newCheckpointer(f)
+}
+
+// keptAhead reports whether the cursor pos this process reached on topic
+// in an earlier term is ahead of the saved checkpoint: there is none, or
+// it is behind in the same epoch, or it is in an epoch that is no longer
+// the topic's while pos's is (a save lost with its epoch change). Going on
+// from pos keeps this process from handing an entry over twice.
+func (f *Follower) keptAhead(ctx context.Context, topic string, pos transport.Position, saved map[string]transport.Position) bool {
+	cp, ok := saved[topic]
+	switch {
+	case !ok:
+		return true
+	case cp.Epoch == pos.Epoch:
+		return cp.Seq < pos.Seq
+	}
+	head, err := f.tr.Head(ctx, topic)
+	return err == nil && head.Epoch == pos.Epoch
 }
 
 // checkVanished reports the topics that the consumer's record says had a
@@ -595,7 +612,7 @@ func (f *Follower) loadCheckpoints(ctx context.Context) map[string]transport.Pos
 func (f *Follower) lost(e *LossError) {
 	f.c.lossReports.Add(1)
 	f.c.lost.Add(e.Count())
-	f.log.Error("durabus: events lost", "topic", e.Topic, "epoch", e.Epoch, "from", e.From, "to", e.To, "reason", string(e.Reason))
+	f.log.Error("durabus: events lost", "topic", e.Topic, "epoch", e.Epoch, "from", e.From, "to", e.To, "next", e.Next, "reason", string(e.Reason))
 	if f.cfg.onLoss != nil {
 		f.cfg.onLoss(e)
 	}

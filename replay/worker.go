@@ -251,13 +251,10 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 				page, prepared = next, nil
 			} else {
 				// The log itself was reset: what followed the cursor is
-				// gone, up to the head last seen in the old epoch when
-				// that is known.
-				var to uint64
-				if h := w.lastHead; h.Epoch == w.cursor.Epoch && h.Seq > w.cursor.Seq {
-					to = h.Seq
-				}
-				w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, To: to, Reason: EpochChanged})
+				// gone, to the old log's end (unknown: it may have grown
+				// past the last head seen) and through any log that came
+				// and went before the new one.
+				w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, Reason: EpochChanged, Next: page.Epoch})
 				w.cursor = transport.Position{}
 				w.atMarker = false
 				w.epochReset = true
