@@ -46,6 +46,7 @@ type Bus struct {
 	upcasters map[string]map[int]Upcaster
 	closed    bool
 	running   bool
+	stopping  bool // Run is waiting for its subscriptions to end
 	runCtx    context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -168,11 +169,18 @@ func (b *Bus) PublishBatch(ctx context.Context, events []Event, opts ...PublishO
 		o(&pc)
 	}
 	msgs := make([]transport.Message, len(events))
-	dones := make([]func(transport.Position, error), len(events))
+	dones := make([]func(transport.Position, error), 0, len(events))
+	refuse := func(err error) ([]transport.Position, error) {
+		// Every hook started ends, with the error: the batch is not sent.
+		for _, done := range dones {
+			done(transport.Position{}, err)
+		}
+		return nil, err
+	}
 	for i, ev := range events {
 		e, err := b.envelope(ev, pc.envOpts)
 		if err != nil {
-			return nil, fmt.Errorf("bus: batch event %d: %w", i, err)
+			return refuse(fmt.Errorf("bus: batch event %d: %w", i, err))
 		}
 		topic := pc.topic
 		if topic == "" {
@@ -181,9 +189,10 @@ func (b *Bus) PublishBatch(ctx context.Context, events []Event, opts ...PublishO
 				return nil, fmt.Errorf("bus: batch event %d: %w", i, err)
 			}
 		}
-		_, dones[i] = b.runHooks(ctx, topic, e)
+		_, done := b.runHooks(ctx, topic, e)
+		dones = append(dones, done)
 		if msgs[i], err = b.message(topic, e); err != nil {
-			return nil, fmt.Errorf("bus: batch event %d: %w", i, err)
+			return refuse(fmt.Errorf("bus: batch event %d: %w", i, err))
 		}
 	}
 	pos, err := b.tr.PublishBatch(ctx, msgs)

@@ -105,7 +105,7 @@ func TestRedisNothingLostAcrossConnectionKillsAndABlackhole(t *testing.T) {
 	h := newCounting(t)
 	topics := []string{"chaos.a", "chaos.b", "chaos.c"}
 	for _, topic := range topics {
-		if err := sub.Handle(topic, h); err != nil {
+		if _, err := sub.Handle(topic, h); err != nil {
 			t.Fatal(err)
 		}
 	}
