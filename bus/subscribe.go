@@ -57,7 +57,7 @@ func Subscribe[T Event](b *Bus, h func(ctx context.Context, e *T) error, opts ..
 	if topic == "" {
 		topic = b.TopicOf(typ)
 		if err := typeAsTopic(typ, topic); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	typed := HandlerFunc(func(ctx context.Context, m *Message) error {
