@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -811,36 +809,16 @@ func (w *worker) show() {
 	w.mu.Unlock()
 }
 
-// idAfter reports whether backlog id a ("ms-n", as Redis stream ids) is
-// after b. Unparsable or empty ids are never after.
-func idAfter(a, b string) bool {
-	am, an, ok1 := splitID(a)
-	bm, bn, ok2 := splitID(b)
-	if !ok1 || !ok2 {
-		return false
-	}
-	return am > bm || am == bm && an > bn
-}
+// idAfter reports whether backlog id a is after b (transport.IDAfter).
+func idAfter(a, b string) bool { return transport.IDAfter(a, b) }
 
-// predID returns the backlog id just before id ("ms-n" form), so that a
-// read after it starts at id.
+// predID returns the backlog id just before id, so that a read after it
+// starts at id.
 func predID(id string) (string, bool) {
-	ms, n, ok := splitID(id)
-	switch {
-	case !ok || ms == 0 && n == 0:
+	sid, ok := transport.ParseStreamID(id)
+	if !ok {
 		return "", false
-	case n > 0:
-		return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(n-1, 10), true
 	}
-	return strconv.FormatUint(ms-1, 10) + "-" + strconv.FormatUint(^uint64(0), 10), true
-}
-
-func splitID(id string) (ms, n uint64, ok bool) {
-	i := strings.IndexByte(id, '-')
-	if i < 0 {
-		return 0, 0, false
-	}
-	ms, err1 := strconv.ParseUint(id[:i], 10, 64)
-	n, err2 := strconv.ParseUint(id[i+1:], 10, 64)
-	return ms, n, err1 == nil && err2 == nil
+	prev, ok := sid.Prev()
+	return prev.String(), ok
 }
