@@ -65,6 +65,17 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 	}
 	if tr == nil {
 		cfg.invalid("nil transport")
+	} else if len(cfg.followerOps) > 0 {
+		// The follower options are checked now, not at Run. The consumer
+		// name is the bus's (each subscription gets its own from it).
+		probe, err := replay.New(tr, func(context.Context, replay.Delivery) error { return nil },
+			append([]replay.Option{replay.WithTopics("probe")}, cfg.followerOps...)...)
+		switch {
+		case err != nil:
+			cfg.errs = append(cfg.errs, fmt.Errorf("follower options: %w", err))
+		case probe.Consumer() != "":
+			cfg.invalid(fmt.Sprintf("replay.WithConsumer(%q) in WithFollowerOptions: name the consumer with bus.WithConsumer, which gives each subscription its own checkpoints", probe.Consumer()))
+		}
 	}
 	if l, ok := tr.(interface{ MaxSize() int }); ok && l.MaxSize() > 0 {
 		switch {
@@ -95,9 +106,6 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 		done:      make(chan struct{}),
 	}, nil
 }
-
-// Transport returns the bus's transport.
-func (b *Bus) Transport() transport.Transport { return b.tr }
 
 // TopicOf returns the topic that events of eventType go to.
 func (b *Bus) TopicOf(eventType string) string {

@@ -373,6 +373,10 @@ func (f *Follower) subscribe(ctx context.Context) (transport.Subscription, error
 	return f.tr.Subscribe(ctx, f.cfg.topics...)
 }
 
+// Consumer returns the durable consumer name (WithConsumer), "" when the
+// follower is not durable.
+func (f *Follower) Consumer() string { return f.cfg.consumer }
+
 // Ready returns a channel that is closed once the follower is subscribed
 // and every topic it follows from the start has resolved its start
 // position: from then on, every event published is delivered.

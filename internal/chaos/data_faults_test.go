@@ -61,7 +61,7 @@ var dataConsumers = map[string]string{subDurable: "chaos-durable", subOffline: "
 
 // quiet discards logs: losses and errors are recorded through the
 // callbacks, and the default logger would print thousands of lines.
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = slog.New(slog.DiscardHandler)
 
 // dataConn says how a client reaches Redis: a fixed address, or the master
 // that sentinels name (redis.NewFailoverClient).
