@@ -69,7 +69,7 @@ func (w *worker) run(ctx, hctx context.Context) {
 	if !ok {
 		return
 	}
-	if !w.catchUp(ctx, hctx, transport.Position{}) {
+	if w.catchUp(ctx, hctx, transport.Position{}) == stopping {
 		return
 	}
 	for {
@@ -87,7 +87,7 @@ func (w *worker) run(ctx, hctx context.Context) {
 				}
 			}
 		case <-w.repair:
-			if !w.catchUp(ctx, hctx, transport.Position{}) {
+			if w.catchUp(ctx, hctx, transport.Position{}) == stopping {
 				return
 			}
 		case <-w.check:
@@ -201,13 +201,13 @@ func (w *worker) newOnly(ctx context.Context) (transport.Position, error) {
 
 // catchUp delivers everything the backlog holds after the cursor. The
 // event at live, the frame that revealed a gap, is delivered as live rather
-// than replayed when the backlog yields it. It returns false when the
-// follower is stopping.
+// than replayed when the backlog yields it. Its outcome says whether it
+// got to the end of the log.
 //
 // While a full page is handled, the next one is read ahead from its last
 // event; it is used only when the cursor ends up at that event, so the
 // pages are those reads from the cursor would give, only read earlier.
-func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) bool {
+func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) caught {
 	w.catching.Store(true)
 	defer w.catching.Store(false)
 	bo := w.f.newBackoff()
@@ -222,22 +222,22 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 		}
 		ahead = nil
 		if errors.Is(err, transport.ErrUnknownTopic) {
-			return true
+			return unreadable
 		}
 		if err != nil {
 			if !w.readFailed(ctx, bo, err) {
-				return false
+				return stopping
 			}
 			continue
 		}
 		if page.Epoch != "" && w.cursor.Epoch != "" && page.Epoch != w.cursor.Epoch {
 			next, ok, err := w.sameLog(ctx, page.Epoch, count)
 			if errors.Is(err, transport.ErrUnknownTopic) || errors.Is(err, errChurn) {
-				return true // the meta hash is being remade: look again at the next frame or check
+				return unreadable // the meta hash is being remade: look again at the next frame or check
 			}
 			if err != nil {
 				if !w.readFailed(ctx, bo, err) {
-					return false
+					return stopping
 				}
 				continue
 			}
@@ -280,15 +280,24 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 				prep = prepared[i]
 			}
 			if !w.ordered(ctx, hctx, Delivery{Delivery: d, Replayed: replayed, Prepared: prep}) {
-				return false
+				return stopping
 			}
 		}
 		if len(page.Events) < count {
 			w.f.c.repairs.Add(1)
-			return true
+			return caughtUp
 		}
 	}
 }
+
+// caught is how a catch-up ended.
+type caught uint8
+
+const (
+	caughtUp   caught = iota // delivered up to the end of the log
+	unreadable               // no log or meta hash, or it is being remade: look again at the next frame or head check
+	stopping                 // the follower is stopping
+)
 
 // readFailed reports a failed backlog read and waits before the next
 // try; it returns false when the follower is stopping.
@@ -510,22 +519,27 @@ func (w *worker) live(ctx, hctx context.Context, d Delivery) bool {
 		w.marker(d.Delivery, false)
 		return true
 	}
-	c := w.cursor
+	c, p := w.cursor, d.Position
+	sameEpoch := c.Epoch != "" && p.Epoch == c.Epoch
+	// forgedAtCursor: two frames claim the cursor's seq, and the one
+	// delivered has the later stream id: it may not be in the log (a forged
+	// frame with the next seq).
+	forgedAtCursor := !w.atMarker && sameEpoch && p.Seq == c.Seq && c.ID != "" && p.ID != "" && idAfter(c.ID, p.ID)
+	// isDuplicate: at or before the cursor, and not written after it.
+	isDuplicate := sameEpoch && p.Seq <= c.Seq && !idAfter(p.ID, c.ID)
+	isNext := sameEpoch && p.Seq == c.Seq+1
 	switch {
-	case !w.atMarker && c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq == c.Seq && c.ID != "" && d.Position.ID != "" && idAfter(c.ID, d.Position.ID):
-		// Two frames claim the cursor's seq, and the one delivered has the
-		// later stream id: it may not be in the log (a forged frame with the
-		// next seq). Ask the log.
-		return w.conflict(ctx, hctx, d.Delivery)
-	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq <= c.Seq && !idAfter(d.Position.ID, c.ID):
+	case forgedAtCursor:
+		return w.conflict(ctx, hctx, d.Delivery) // ask the log
+	case isDuplicate:
 		w.f.c.duplicates.Add(1)
 		return true
-	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq == c.Seq+1:
+	case isNext:
 		return w.deliver(ctx, hctx, d)
 	}
 	// A gap, a new epoch, or a first event: the backlog has what led to it.
 	w.f.c.gaps.Add(1)
-	if !w.catchUp(ctx, hctx, d.Position) {
+	if w.catchUp(ctx, hctx, d.Position) == stopping {
 		return false
 	}
 	c = w.cursor
@@ -672,7 +686,7 @@ func (w *worker) conflict(ctx, hctx context.Context, d transport.Delivery) bool 
 	w.f.report(fmt.Errorf("replay: topic %q: the event delivered at seq %d (stream id %s) is not in the backlog, which holds %s there: delivering that one",
 		w.topic, c.Seq, c.ID, page.Events[0].Position.ID))
 	w.cursor = at
-	return w.catchUp(ctx, hctx, transport.Position{})
+	return w.catchUp(ctx, hctx, transport.Position{}) != stopping
 }
 
 // ordered delivers d after checking it against the cursor: duplicates are
@@ -777,7 +791,7 @@ func (w *worker) checkHead(ctx, hctx context.Context) bool {
 		// lost seqs already, after the cursor's stream id: deliver them
 		// (which reports the seqs they reuse), then report what is still
 		// missing and follow from the head.
-		if !w.catchUp(ctx, hctx, transport.Position{}) {
+		if w.catchUp(ctx, hctx, transport.Position{}) == stopping {
 			return false
 		}
 		if w.cursor.Epoch != head.Epoch || w.cursor.Seq <= head.Seq {
@@ -799,7 +813,7 @@ func (w *worker) checkHead(ctx, hctx context.Context) bool {
 		return true
 	}
 	w.f.c.headRepairs.Add(1)
-	return w.catchUp(ctx, hctx, transport.Position{})
+	return w.catchUp(ctx, hctx, transport.Position{}) != stopping
 }
 
 // show publishes the cursor for Stats.
