@@ -219,6 +219,11 @@ func (b *Bus) Ready(ctx context.Context) error {
 	case <-ctx.Done():
 		return b.notReady(ctx)
 	}
+	select { // closed before Run: started and done are both closed
+	case <-b.done:
+		return ErrClosed
+	default:
+	}
 	b.mu.Lock()
 	groups := make([]*group, 0, len(b.order))
 	for _, g := range b.order {
