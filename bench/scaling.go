@@ -104,7 +104,7 @@ func (e *env) topicsRate(nt, n int) (float64, error) {
 		return 0, err
 	}
 	var got atomic.Int64
-	if err := b.Handle(prefix+".*", bus.HandlerFunc(func(_ context.Context, m *bus.Message) error {
+	if _, err := b.Handle(prefix+".*", bus.HandlerFunc(func(_ context.Context, m *bus.Message) error {
 		var ev benchkit.Event
 		if err := m.Bind(&ev); err != nil {
 			return err

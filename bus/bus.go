@@ -46,6 +46,7 @@ type Bus struct {
 	upcasters map[string]map[int]Upcaster
 	closed    bool
 	running   bool
+	stopping  bool // Run is waiting for its subscriptions to end
 	runCtx    context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -64,6 +65,17 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 	}
 	if tr == nil {
 		cfg.invalid("nil transport")
+	} else if len(cfg.followerOps) > 0 {
+		// The follower options are checked now, not at Run. The consumer
+		// name is the bus's (each subscription gets its own from it).
+		probe, err := replay.New(tr, func(context.Context, replay.Delivery) error { return nil },
+			append([]replay.Option{replay.WithTopics("probe")}, cfg.followerOps...)...)
+		switch {
+		case err != nil:
+			cfg.errs = append(cfg.errs, fmt.Errorf("follower options: %w", err))
+		case probe.Consumer() != "":
+			cfg.invalid(fmt.Sprintf("replay.WithConsumer(%q) in WithFollowerOptions: name the consumer with bus.WithConsumer, which gives each subscription its own checkpoints", probe.Consumer()))
+		}
 	}
 	if l, ok := tr.(interface{ MaxSize() int }); ok && l.MaxSize() > 0 {
 		switch {
@@ -94,9 +106,6 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 		done:      make(chan struct{}),
 	}, nil
 }
-
-// Transport returns the bus's transport.
-func (b *Bus) Transport() transport.Transport { return b.tr }
 
 // TopicOf returns the topic that events of eventType go to.
 func (b *Bus) TopicOf(eventType string) string {
@@ -168,11 +177,18 @@ func (b *Bus) PublishBatch(ctx context.Context, events []Event, opts ...PublishO
 		o(&pc)
 	}
 	msgs := make([]transport.Message, len(events))
-	dones := make([]func(transport.Position, error), len(events))
+	dones := make([]func(transport.Position, error), 0, len(events))
+	refuse := func(err error) ([]transport.Position, error) {
+		// Every hook started ends, with the error: the batch is not sent.
+		for _, done := range dones {
+			done(transport.Position{}, err)
+		}
+		return nil, err
+	}
 	for i, ev := range events {
 		e, err := b.envelope(ev, pc.envOpts)
 		if err != nil {
-			return nil, fmt.Errorf("bus: batch event %d: %w", i, err)
+			return refuse(fmt.Errorf("bus: batch event %d: %w", i, err))
 		}
 		topic := pc.topic
 		if topic == "" {
@@ -181,9 +197,10 @@ func (b *Bus) PublishBatch(ctx context.Context, events []Event, opts ...PublishO
 				return nil, fmt.Errorf("bus: batch event %d: %w", i, err)
 			}
 		}
-		_, dones[i] = b.runHooks(ctx, topic, e)
+		_, done := b.runHooks(ctx, topic, e)
+		dones = append(dones, done)
 		if msgs[i], err = b.message(topic, e); err != nil {
-			return nil, fmt.Errorf("bus: batch event %d: %w", i, err)
+			return refuse(fmt.Errorf("bus: batch event %d: %w", i, err))
 		}
 	}
 	pos, err := b.tr.PublishBatch(ctx, msgs)

@@ -117,7 +117,7 @@ func TestTypedPublishAndSubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got log[string]
-	err = bus.Subscribe(b, func(ctx context.Context, e *OrderPlaced) error {
+	_, err = bus.Subscribe(b, func(ctx context.Context, e *OrderPlaced) error {
 		m, ok := bus.MessageFrom(ctx)
 		if !ok {
 			return errors.New("no message in ctx")
@@ -284,7 +284,7 @@ func TestHandlePatternSeesEveryType(t *testing.T) {
 	mem := newMem(t)
 	b, _ := bus.New(mem, fast)
 	var got log[string]
-	err := b.Handle("order.*", bus.HandlerFunc(func(_ context.Context, m *bus.Message) error {
+	_, err := b.Handle("order.*", bus.HandlerFunc(func(_ context.Context, m *bus.Message) error {
 		got.add(m.Topic + " " + m.Type)
 		return nil
 	}))
@@ -371,13 +371,13 @@ func TestInvalidUse(t *testing.T) {
 	}
 	b, _ := bus.New(mem)
 	h := func(context.Context, *OrderPlaced) error { return nil }
-	if err := bus.Subscribe(b, h); err != nil {
+	if _, err := bus.Subscribe(b, h); err != nil {
 		t.Fatal(err)
 	}
-	if err := bus.Subscribe(b, h); !errors.Is(err, bus.ErrInvalidOption) {
+	if _, err := bus.Subscribe(b, h); !errors.Is(err, bus.ErrInvalidOption) {
 		t.Errorf("second handler for a type: %v", err)
 	}
-	if err := bus.Subscribe(b, func(context.Context, *OrderShipped) error { return nil }, bus.OnTopic("order.placed"), bus.StartAt(bus.Beginning())); err != nil {
+	if _, err := bus.Subscribe(b, func(context.Context, *OrderShipped) error { return nil }, bus.OnTopic("order.placed"), bus.StartAt(bus.Beginning())); err != nil {
 		t.Errorf("second type on the topic: %v", err)
 	}
 	if _, err := b.Publish(context.Background(), OrderPlaced{}, bus.ToTopic("no spaces")); !errors.Is(err, transport.ErrInvalidTopic) {

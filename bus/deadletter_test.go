@@ -32,7 +32,7 @@ func TestDeadLettersListAndRequeue(t *testing.T) {
 		return b.PublishEnvelope(ctx, topic, e)
 	}))
 	retry := middleware.Retry(middleware.RetryConfig{MaxAttempts: 2, InitialInterval: time.Millisecond})
-	err = bus.Subscribe(b, func(ctx context.Context, e *OrderPlaced) error {
+	_, err = bus.Subscribe(b, func(ctx context.Context, e *OrderPlaced) error {
 		if broken.Load() {
 			return errors.New("billing down")
 		}

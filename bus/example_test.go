@@ -122,3 +122,35 @@ func ExampleWithConsumer() {
 	// first run: ada@example.com
 	// after restart: grace@example.com
 }
+
+func ExampleSubscription_Drain() {
+	tr := memtransport.New()
+	defer tr.Close()
+	b, _ := bus.New(tr)
+	defer b.Close()
+	ctx := context.Background()
+	sub, err := bus.Subscribe(b, func(ctx context.Context, e *UserSignedUp) error {
+		fmt.Println("welcome", e.Email)
+		return nil
+	}, bus.StartAt(bus.Beginning()))
+	if err != nil {
+		panic(err)
+	}
+	go b.Run(ctx)
+	if err := b.Ready(ctx); err != nil {
+		panic(err)
+	}
+	b.Publish(ctx, UserSignedUp{Email: "ada@example.com"})
+	b.Publish(ctx, UserSignedUp{Email: "grace@example.com"})
+
+	// Hand over what was published, then stop this subscription; the bus
+	// and its other subscriptions go on.
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	fmt.Println("drained:", sub.Drain(dctx))
+	<-sub.Done()
+	// Output:
+	// welcome ada@example.com
+	// welcome grace@example.com
+	// drained: <nil>
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/durabus/durabus/envelope"
@@ -22,6 +23,13 @@ type group struct {
 	typed    map[string]Handler // event type → handler
 	catchAll Handler            // Handle's handler
 	follower *replay.Follower
+	sub      *Subscription // the handle every registration on key shares
+	// stop ends the follower's Run (set while running); stopped is set by
+	// Subscription.Stop; done closes when the follower has returned, or
+	// at once when the group is stopped before it ran.
+	stop    context.CancelFunc
+	stopped bool
+	done    chan struct{}
 }
 
 // Subscribe registers h for the events of type T, on the topic of T's type
@@ -31,11 +39,13 @@ type group struct {
 // is reachable through MessageFrom(ctx).
 //
 // Subscribe before Run, or while running for a topic not yet followed.
-func Subscribe[T Event](b *Bus, h func(ctx context.Context, e *T) error, opts ...SubscribeOption) error {
+// The returned Subscription is shared by every registration on the topic:
+// they have one cursor.
+func Subscribe[T Event](b *Bus, h func(ctx context.Context, e *T) error, opts ...SubscribeOption) (*Subscription, error) {
 	var zero T
 	typ := zero.EventType()
 	if h == nil {
-		return fmt.Errorf("%w: nil handler for %q", ErrInvalidOption, typ)
+		return nil, fmt.Errorf("%w: nil handler for %q", ErrInvalidOption, typ)
 	}
 	want := versionOf(zero)
 	dec := envelope.NewDataDecoder[T]()
@@ -47,7 +57,7 @@ func Subscribe[T Event](b *Bus, h func(ctx context.Context, e *T) error, opts ..
 	if topic == "" {
 		topic = b.TopicOf(typ)
 		if err := typeAsTopic(typ, topic); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	typed := HandlerFunc(func(ctx context.Context, m *Message) error {
@@ -79,9 +89,9 @@ func Subscribe[T Event](b *Bus, h func(ctx context.Context, e *T) error, opts ..
 // of its own, with its own cursor per topic: it gets every event of the
 // matching topics, including those typed subscriptions also get, except
 // dead-letter topics (T.dead) unless the glob ends in ".dead".
-func (b *Bus) Handle(pattern string, h Handler, opts ...SubscribeOption) error {
+func (b *Bus) Handle(pattern string, h Handler, opts ...SubscribeOption) (*Subscription, error) {
 	if h == nil {
-		return fmt.Errorf("%w: nil handler for %q", ErrInvalidOption, pattern)
+		return nil, fmt.Errorf("%w: nil handler for %q", ErrInvalidOption, pattern)
 	}
 	sc := subConfig{}
 	for _, o := range opts {
@@ -90,60 +100,59 @@ func (b *Bus) Handle(pattern string, h Handler, opts ...SubscribeOption) error {
 	isPattern := transport.IsPattern(pattern)
 	if isPattern {
 		if err := transport.ValidatePattern(pattern); err != nil {
-			return fmt.Errorf("bus: %w", err)
+			return nil, fmt.Errorf("bus: %w", err)
 		}
 	}
 	return b.add(pattern, isPattern, "", Chain(h, sc.mw...), sc)
 }
 
-func (b *Bus) add(key string, pattern bool, typ string, h Handler, sc subConfig) error {
+func (b *Bus) add(key string, pattern bool, typ string, h Handler, sc subConfig) (*Subscription, error) {
 	if !pattern {
 		if err := transport.ValidateTopic(key); err != nil {
-			return fmt.Errorf("bus: %w", err)
+			return nil, fmt.Errorf("bus: %w", err)
 		}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
-	if b.running {
-		select {
-		case <-b.done:
-			return fmt.Errorf("%w: Run has returned", ErrClosed)
-		default:
-		}
+	if b.stopping {
+		return nil, fmt.Errorf("%w: Run is returning", ErrClosed)
 	}
 	g := b.groups[key]
 	if g != nil && g.follower != nil {
-		return fmt.Errorf("%w: %q is already being followed; subscribe its handlers before Run", ErrRunning, key)
+		return nil, fmt.Errorf("%w: %q is already being followed; subscribe its handlers before Run", ErrRunning, key)
 	}
 	if g == nil {
-		g = &group{key: key, pattern: pattern, typed: make(map[string]Handler)}
+		g = &group{key: key, pattern: pattern, typed: make(map[string]Handler), done: make(chan struct{})}
+		g.sub = &Subscription{b: b, g: g}
 		b.groups[key] = g
 		b.order = append(b.order, g)
 	}
 	if sc.startSet {
 		if g.startSet && g.start != sc.start {
-			return fmt.Errorf("%w: %q subscribed with start %v and %v; one topic has one cursor", ErrInvalidOption, key, g.start, sc.start)
+			return nil, fmt.Errorf("%w: %q subscribed with start %v and %v; one topic has one cursor", ErrInvalidOption, key, g.start, sc.start)
 		}
 		g.start, g.startSet = sc.start, true
 	}
 	if typ == "" {
 		if g.catchAll != nil {
-			return fmt.Errorf("%w: %q has a handler already", ErrInvalidOption, key)
+			return nil, fmt.Errorf("%w: %q has a handler already", ErrInvalidOption, key)
 		}
 		g.catchAll = h
 	} else {
 		if g.typed[typ] != nil {
-			return fmt.Errorf("%w: type %q on %q has a handler already", ErrInvalidOption, typ, key)
+			return nil, fmt.Errorf("%w: type %q on %q has a handler already", ErrInvalidOption, typ, key)
 		}
 		g.typed[typ] = h
 	}
 	if b.running {
-		return b.startLocked(g)
+		if err := b.startLocked(g); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	return g.sub, nil
 }
 
 // Run delivers events to the registered handlers until ctx ends or Close is
@@ -179,6 +188,11 @@ func (b *Bus) Run(ctx context.Context) error {
 	case err = <-b.runErr:
 		b.cancel()
 	}
+	// From here no subscription starts (add refuses), so no wg.Add
+	// races the Wait.
+	b.mu.Lock()
+	b.stopping = true
+	b.mu.Unlock()
 	b.wg.Wait()
 	if err == nil {
 		select { // a subscription that failed while the others stopped
@@ -205,17 +219,23 @@ func (b *Bus) Ready(ctx context.Context) error {
 	case <-ctx.Done():
 		return b.notReady(ctx)
 	}
+	select { // closed before Run: started and done are both closed
+	case <-b.done:
+		return ErrClosed
+	default:
+	}
 	b.mu.Lock()
-	followers := make([]*replay.Follower, 0, len(b.order))
+	groups := make([]*group, 0, len(b.order))
 	for _, g := range b.order {
 		if g.follower != nil {
-			followers = append(followers, g.follower)
+			groups = append(groups, g)
 		}
 	}
 	b.mu.Unlock()
-	for _, f := range followers {
+	for _, g := range groups {
 		select {
-		case <-f.Ready():
+		case <-g.follower.Ready():
+		case <-g.done: // stopped
 		case <-b.done:
 			return ErrClosed
 		case <-ctx.Done():
@@ -263,10 +283,12 @@ func (b *Bus) startLocked(g *group) error {
 		return fmt.Errorf("bus: subscription %q: %w", g.key, err)
 	}
 	g.follower = f
-	ctx := b.runCtx
+	ctx, stop := context.WithCancel(b.runCtx)
+	g.stop = stop
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		defer b.ended(g)
 		if err := f.Run(ctx); err != nil {
 			select {
 			case b.runErr <- fmt.Errorf("bus: subscription %q: %w", g.key, err):
@@ -275,6 +297,31 @@ func (b *Bus) startLocked(g *group) error {
 		}
 	}()
 	return nil
+}
+
+// ended is called when g's follower has returned: a group that was
+// stopped is forgotten (its key may be subscribed again).
+func (b *Bus) ended(g *group) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g.stop()
+	if g.stopped {
+		b.forgetLocked(g)
+	}
+	close(g.done)
+}
+
+// forgetLocked removes g from the bus; b.mu is held.
+func (b *Bus) forgetLocked(g *group) {
+	if b.groups[g.key] == g {
+		delete(b.groups, g.key)
+	}
+	for i, o := range b.order {
+		if o == g {
+			b.order = append(b.order[:i:i], b.order[i+1:]...)
+			break
+		}
+	}
 }
 
 // handlerOf returns the follower handler of g: decode, route by type
@@ -370,29 +417,59 @@ func (b *Bus) decode(d replay.Delivery) (*Message, error) {
 // checkpoint save, and makes later calls return ErrClosed. It returns the
 // error Run returned (nil after a normal stop), for callers that run it in a
 // goroutine. It does not close the transport. It is safe to call more than
-// once.
-func (b *Bus) Close() error {
+// once. Close waits for handlers that ignore their ctx for as long as they
+// run; Shutdown bounds the wait.
+func (b *Bus) Close() error { return b.Shutdown(context.Background()) }
+
+// Shutdown is Close with a bound: it stops Run and waits for the handlers
+// in flight and the final checkpoint saves until ctx ends. Handlers still
+// running then (they ignore their ctx) are abandoned: Shutdown returns an
+// error that wraps ctx's and names their subscriptions, without the final
+// checkpoint saves of those subscriptions (their events are delivered
+// again after a restart). Their ctxs are cancelled when the drain timeout
+// (replay.WithDrainTimeout, 10 s by default) after the stop has passed;
+// their goroutines end when they return.
+func (b *Bus) Shutdown(ctx context.Context) error {
 	b.mu.Lock()
-	if b.closed {
-		running := b.running
-		b.mu.Unlock()
-		if running {
-			<-b.done
-			return b.result
+	if !b.closed {
+		b.closed = true
+		if b.running {
+			b.cancel()
+		} else {
+			// Run will not start: Ready and Done must not wait for it.
+			close(b.started)
+			close(b.done)
+			for _, g := range b.order {
+				if !g.stopped {
+					g.stopped = true
+					close(g.done)
+				}
+			}
 		}
-		return nil
-	}
-	b.closed = true
-	running := b.running
-	if running {
-		b.cancel()
 	}
 	b.mu.Unlock()
-	if running {
+	select {
+	case <-b.done:
+		return b.result
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	var busy []string
+	for _, g := range b.order {
+		select {
+		case <-g.done:
+		default:
+			if g.follower != nil {
+				busy = append(busy, strconv.Quote(g.key))
+			}
+		}
+	}
+	b.mu.Unlock()
+	if len(busy) == 0 { // done between the two looks
 		<-b.done
 		return b.result
 	}
-	return nil
+	return fmt.Errorf("bus: shutdown: handlers of subscription %s still running, abandoned: %w", strings.Join(busy, ", "), ctx.Err())
 }
 
 // SubscriptionStatus describes one subscription of a running bus.
@@ -414,17 +491,22 @@ func (b *Bus) Status() []SubscriptionStatus {
 	defer b.mu.Unlock()
 	out := make([]SubscriptionStatus, 0, len(b.order))
 	for _, g := range b.order {
-		s := SubscriptionStatus{Key: g.key, Pattern: g.pattern, CatchAll: g.catchAll != nil}
-		for t := range g.typed {
-			s.Types = append(s.Types, t)
-		}
-		sort.Strings(s.Types)
-		if g.follower != nil {
-			s.Stats = g.follower.Stats()
-		}
-		out = append(out, s)
+		out = append(out, g.statusLocked())
 	}
 	return out
+}
+
+// statusLocked describes g; the bus's mu is held.
+func (g *group) statusLocked() SubscriptionStatus {
+	s := SubscriptionStatus{Key: g.key, Pattern: g.pattern, CatchAll: g.catchAll != nil}
+	for t := range g.typed {
+		s.Types = append(s.Types, t)
+	}
+	sort.Strings(s.Types)
+	if g.follower != nil {
+		s.Stats = g.follower.Stats()
+	}
+	return s
 }
 
 // consumerFor names the checkpoints of one subscription of a durable bus.

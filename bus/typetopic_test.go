@@ -26,7 +26,7 @@ func TestTypeUsedAsTopicIsNamedWhenRefused(t *testing.T) {
 	const want = `event type "has space" is used as its topic`
 	_, err1 := b.Publish(ctx, spacedType{})
 	_, err2 := b.PublishBatch(ctx, []bus.Event{spacedType{}})
-	err3 := bus.Subscribe(b, func(context.Context, *spacedType) error { return nil })
+	_, err3 := bus.Subscribe(b, func(context.Context, *spacedType) error { return nil })
 	for i, err := range []error{err1, err2, err3} {
 		if !errors.Is(err, transport.ErrInvalidTopic) || !strings.Contains(err.Error(), want) {
 			t.Errorf("call %d: %v; want an ErrInvalidTopic saying %q", i+1, err, want)

@@ -22,4 +22,13 @@
 // concurrently, and a slow handler never blocks the transport's reader:
 // frames queue in a bounded inbox per topic, and an overflow is repaired
 // from the backlog. Memory is bounded whatever the publish rate.
+//
+// Failed reads are retried in one place: the follower, with its
+// exponential backoff (WithBackoff), reporting each failure through
+// OnError. Two other loops exist on purpose and are not error retries: the
+// Redis transport reads a page again when the topic's epoch changed
+// between its two looks at it (a consistency check of a pipelined read),
+// and go-redis re-sends a read on a broken connection per its MaxRetries
+// (reads are idempotent; publish scripts are sent once, see
+// redistransport).
 package replay

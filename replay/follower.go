@@ -152,6 +152,19 @@ func (f *Follower) Run(ctx context.Context) error {
 	}
 }
 
+// run is what one term of ownership (runOwned) hands to the functions
+// that start and feed its workers.
+type run struct {
+	// ctx ends the term; hctx is the handlers' ctx, cancelled only after
+	// the drain timeout once ctx has ended.
+	ctx, hctx context.Context
+	// saved holds the checkpoints loaded at the start of the term (nil for
+	// a follower that is not durable).
+	saved map[string]transport.Position
+	// wg counts the term's goroutines, workers included.
+	wg *sync.WaitGroup
+}
+
 // runOwned is one term of ownership: claim (for a durable follower on an
 // Owner), follow, drain, save. lost is true when it ended because the
 // lease was lost.
@@ -178,7 +191,7 @@ func (f *Follower) runOwned(ctx context.Context) (lost bool, err error) {
 	if f.cp != nil {
 		saved = f.loadCheckpoints(runCtx)
 		for t, pos := range f.kept {
-			if cp, ok := saved[t]; saved != nil && (!ok || cp.Epoch == pos.Epoch && cp.Seq < pos.Seq) {
+			if saved != nil && f.keptAhead(runCtx, t, pos, saved) {
 				saved[t] = pos
 			}
 		}
@@ -189,7 +202,7 @@ func (f *Follower) runOwned(ctx context.Context) (lost bool, err error) {
 
 	wg.Add(1)
 	go func() { defer wg.Done(); f.headChecks(runCtx) }()
-	err = f.follow(runCtx, hctx, saved, &wg)
+	err = f.follow(&run{ctx: runCtx, hctx: hctx, saved: saved, wg: &wg})
 
 	stop()
 	drain := time.AfterFunc(f.cfg.drainTimeout, cancelHandlers)
@@ -231,6 +244,23 @@ func (f *Follower) reset() {
 	f.mu.Unlock()
 	f.lease.Store(nil)
 	f.cp = newCheckpointer(f)
+}
+
+// keptAhead reports whether the cursor pos this process reached on topic
+// in an earlier term is ahead of the saved checkpoint: there is none, or
+// it is behind in the same epoch, or it is in an epoch that is no longer
+// the topic's while pos's is (a save lost with its epoch change). Going on
+// from pos keeps this process from handing an entry over twice.
+func (f *Follower) keptAhead(ctx context.Context, topic string, pos transport.Position, saved map[string]transport.Position) bool {
+	cp, ok := saved[topic]
+	switch {
+	case !ok:
+		return true
+	case cp.Epoch == pos.Epoch:
+		return cp.Seq < pos.Seq
+	}
+	head, err := f.tr.Head(ctx, topic)
+	return err == nil && head.Epoch == pos.Epoch
 }
 
 // checkVanished reports the topics that the consumer's record says had a
@@ -298,7 +328,8 @@ func (f *Follower) mayHandle() bool {
 }
 
 // follow runs the subscribe / dispatch / resubscribe loop until ctx ends.
-func (f *Follower) follow(ctx, hctx context.Context, saved map[string]transport.Position, wg *sync.WaitGroup) error {
+func (f *Follower) follow(r *run) error {
+	ctx := r.ctx
 	bo := f.newBackoff()
 	first := true
 	for {
@@ -324,12 +355,12 @@ func (f *Follower) follow(ctx, hctx context.Context, saved map[string]transport.
 		if first {
 			first = false
 			f.initPending.Store(1) // held until every initial worker exists
-			f.startWorkers(ctx, hctx, saved, wg)
+			f.startWorkers(r)
 			f.initDone()
 		} else {
-			f.reconnected(ctx, hctx, saved, wg, "resubscribed")
+			f.reconnected(r, "resubscribed")
 		}
-		f.dispatch(ctx, hctx, sub, saved, wg)
+		f.dispatch(r, sub)
 		f.connected.Store(false)
 		_ = sub.Close()
 		if ctx.Err() != nil {
@@ -356,6 +387,10 @@ func (f *Follower) subscribe(ctx context.Context) (transport.Subscription, error
 	return f.tr.Subscribe(ctx, f.cfg.topics...)
 }
 
+// Consumer returns the durable consumer name (WithConsumer), "" when the
+// follower is not durable.
+func (f *Follower) Consumer() string { return f.cfg.consumer }
+
 // Ready returns a channel that is closed once the follower is subscribed
 // and every topic it follows from the start has resolved its start
 // position: from then on, every event published is delivered.
@@ -370,34 +405,34 @@ func (f *Follower) initDone() {
 
 // startWorkers starts a worker per followed topic: the named ones, or the
 // known topics matching the pattern (and those with a saved checkpoint).
-func (f *Follower) startWorkers(ctx, hctx context.Context, saved map[string]transport.Position, wg *sync.WaitGroup) {
+func (f *Follower) startWorkers(r *run) {
 	if f.cfg.pattern == "" {
 		for _, t := range f.cfg.topics {
-			f.worker(ctx, hctx, t, saved, false, wg)
+			f.worker(r, t, false)
 		}
 		return
 	}
-	for t := range saved {
+	for t := range r.saved {
 		if f.follows(t) {
-			f.worker(ctx, hctx, t, saved, false, wg)
+			f.worker(r, t, false)
 		}
 	}
-	f.discover(ctx, hctx, saved, false, wg)
+	f.discover(r, false)
 }
 
 // discover starts workers for the known topics matching the pattern. Topics
 // found after the start are followed from their beginning.
-func (f *Follower) discover(ctx, hctx context.Context, saved map[string]transport.Position, late bool, wg *sync.WaitGroup) {
-	topics, err := f.tr.Topics(ctx, f.cfg.pattern)
+func (f *Follower) discover(r *run, late bool) {
+	topics, err := f.tr.Topics(r.ctx, f.cfg.pattern)
 	if err != nil {
-		if ctx.Err() == nil {
+		if r.ctx.Err() == nil {
 			f.report(fmt.Errorf("replay: list topics %q: %w", f.cfg.pattern, err))
 		}
 		return
 	}
 	for _, t := range topics {
 		if f.follows(t) {
-			f.worker(ctx, hctx, t, saved, late, wg)
+			f.worker(r, t, late)
 		}
 	}
 }
@@ -408,7 +443,7 @@ func (f *Follower) follows(topic string) bool {
 }
 
 // worker returns the worker of topic, starting it when new.
-func (f *Follower) worker(ctx, hctx context.Context, topic string, saved map[string]transport.Position, late bool, wg *sync.WaitGroup) *worker {
+func (f *Follower) worker(r *run, topic string, late bool) *worker {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if w := f.workers[topic]; w != nil {
@@ -419,7 +454,7 @@ func (f *Follower) worker(ctx, hctx context.Context, topic string, saved map[str
 		start = Beginning()
 	}
 	fromSaved := false
-	if pos, ok := saved[topic]; ok {
+	if pos, ok := r.saved[topic]; ok {
 		start, fromSaved = After(pos), true
 	} else if f.vanished[topic] {
 		start = Beginning()
@@ -441,10 +476,10 @@ func (f *Follower) worker(ctx, hctx context.Context, topic string, saved map[str
 	if w.initial {
 		f.initPending.Add(1)
 	}
-	wg.Add(1)
+	r.wg.Add(1)
 	go func() {
-		defer wg.Done()
-		w.run(ctx, hctx)
+		defer r.wg.Done()
+		w.run(r.ctx, r.hctx)
 	}()
 	return w
 }
@@ -503,21 +538,21 @@ func (f *Follower) headChecks(ctx context.Context) {
 
 // reconnected makes every topic repair from the backlog: whatever was
 // published while the connection was down is there.
-func (f *Follower) reconnected(ctx, hctx context.Context, saved map[string]transport.Position, wg *sync.WaitGroup, reason string) {
+func (f *Follower) reconnected(r *run, reason string) {
 	f.c.reconnects.Add(1)
 	f.log.Warn("durabus: live connection re-established, repairing from backlog", "reason", reason)
 	if f.cfg.onReconnect != nil {
 		f.cfg.onReconnect(reason)
 	}
 	if f.cfg.pattern != "" {
-		f.discover(ctx, hctx, saved, true, wg)
+		f.discover(r, true)
 	}
 	f.each((*worker).needRepair)
 }
 
 // dispatch routes the subscription's events to the topic workers until the
 // subscription ends. It never blocks on a worker.
-func (f *Follower) dispatch(ctx, hctx context.Context, sub transport.Subscription, saved map[string]transport.Position, wg *sync.WaitGroup) {
+func (f *Follower) dispatch(r *run, sub transport.Subscription) {
 	var relist <-chan time.Time
 	if f.cfg.pattern != "" {
 		t := time.NewTicker(relistEvery * f.cfg.headCheck)
@@ -527,10 +562,10 @@ func (f *Follower) dispatch(ctx, hctx context.Context, sub transport.Subscriptio
 	events := sub.Events()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-r.ctx.Done():
 			return
 		case <-relist:
-			f.discover(ctx, hctx, saved, true, wg)
+			f.discover(r, true)
 		case ev, ok := <-events:
 			if !ok {
 				return
@@ -542,7 +577,7 @@ func (f *Follower) dispatch(ctx, hctx context.Context, sub transport.Subscriptio
 					if f.cfg.pattern == "" || !f.follows(ev.Delivery.Topic) {
 						continue
 					}
-					w = f.worker(ctx, hctx, ev.Delivery.Topic, saved, true, wg)
+					w = f.worker(r, ev.Delivery.Topic, true)
 				}
 				d := Delivery{Delivery: ev.Delivery}
 				if f.cfg.prepare != nil && ev.Delivery.Rollback == nil && !w.catching.Load() && w.inbox.backlogged() {
@@ -563,7 +598,7 @@ func (f *Follower) dispatch(ctx, hctx context.Context, sub transport.Subscriptio
 					f.each((*worker).needRepair)
 				}
 			case transport.Reconnected:
-				f.reconnected(ctx, hctx, saved, wg, "reconnected")
+				f.reconnected(r, "reconnected")
 			case transport.Stalled:
 				f.log.Warn("durabus: live connection stalled", "err", ev.Err)
 				f.each((*worker).needRepair)
@@ -595,7 +630,7 @@ func (f *Follower) loadCheckpoints(ctx context.Context) map[string]transport.Pos
 func (f *Follower) lost(e *LossError) {
 	f.c.lossReports.Add(1)
 	f.c.lost.Add(e.Count())
-	f.log.Error("durabus: events lost", "topic", e.Topic, "epoch", e.Epoch, "from", e.From, "to", e.To, "reason", string(e.Reason))
+	f.log.Error("durabus: events lost", "topic", e.Topic, "epoch", e.Epoch, "from", e.From, "to", e.To, "next", e.Next, "reason", string(e.Reason))
 	if f.cfg.onLoss != nil {
 		f.cfg.onLoss(e)
 	}

@@ -325,8 +325,9 @@ func TestEpochChangeIsReportedAndDeliveryGoesOn(t *testing.T) {
 	if old[0].Epoch == fresh[0].Epoch {
 		t.Fatal("epoch did not change")
 	}
-	if len(rec.losses) != 1 || rec.losses[0].Reason != replay.EpochChanged || rec.losses[0].From != 6 || rec.losses[0].Epoch != old[0].Epoch {
-		t.Fatalf("losses = %v, want one epoch change from seq 6 of %s", rec.losses, old[0].Epoch)
+	if len(rec.losses) != 1 || rec.losses[0].Reason != replay.EpochChanged || rec.losses[0].From != 6 || rec.losses[0].Epoch != old[0].Epoch ||
+		rec.losses[0].To != 0 || rec.losses[0].Next != fresh[0].Epoch {
+		t.Fatalf("losses = %v, want one epoch change from seq 6 of %s up to %s", rec.losses, old[0].Epoch, fresh[0].Epoch)
 	}
 	if got := rec.seqs["t"][5:]; got[0] != 1 || got[2] != 3 {
 		t.Errorf("new epoch seqs = %v, want 1 2 3", got)
@@ -465,9 +466,6 @@ func TestOptionsAreValidated(t *testing.T) {
 		if !contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
-	}
-	if _, err := replay.ParseStart("yesterday", time.Now()); err == nil {
-		t.Error("ParseStart accepted nonsense")
 	}
 }
 

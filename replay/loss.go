@@ -18,6 +18,14 @@ const (
 	// EpochChanged: the topic's log was deleted or reset (for example by
 	// eviction or a failover to a replica that lacked it); what followed the
 	// cursor in the old log cannot be known. To is zero: the end is unknown.
+	// When the follower goes on in a new log, Next names its epoch, and the
+	// report stands for everything published after seq From-1 of Epoch and
+	// before Next began, including the events of any log that came and went
+	// unseen in between (under allkeys-* eviction a log can live and vanish
+	// between two reads).
+	//
+	// A live frame whose entry is gone with its log is reported on its own,
+	// as From = To = its seq of its epoch.
 	EpochChanged LossReason = "log reset (new epoch)"
 	// Missing: a live frame arrived whose predecessors the backlog did not
 	// hold (only possible when Redis lost writes, e.g. on a failover).
@@ -44,11 +52,18 @@ type LossError struct {
 	Epoch    string
 	From, To uint64
 	Reason   LossReason
+	// Next, for EpochChanged, is the epoch of the log followed from now on:
+	// the loss runs from From in Epoch up to Next's first event. It is empty
+	// for the other reasons.
+	Next string
 }
 
 func (e *LossError) Error() string {
 	if e.From == 0 && e.To == 0 {
 		return fmt.Sprintf("replay: topic %q: events may be lost, range unknown: %s", e.Topic, e.Reason)
+	}
+	if e.To == 0 && e.Next != "" {
+		return fmt.Sprintf("replay: topic %q: events from seq %d of epoch %s up to epoch %s lost: %s", e.Topic, e.From, e.Epoch, e.Next, e.Reason)
 	}
 	if e.To == 0 {
 		return fmt.Sprintf("replay: topic %q: events from seq %d of epoch %s lost: %s", e.Topic, e.From, e.Epoch, e.Reason)

@@ -205,6 +205,11 @@ func WithPageSize(n int) Option {
 // first call. It suits pure work such as decoding: it must be safe for
 // concurrent use and not depend on earlier handler calls. A panic in it
 // becomes the event's Prepared value, a *PanicError. Default: none.
+//
+// It is public because a follower is usable on its own, over raw
+// deliveries: the bus decodes envelopes with it, off the handler's
+// goroutine, and so can any program that follows topics with package
+// replay directly.
 func WithPrepare(f func(transport.Delivery) any) Option {
 	return func(c *config) { c.prepare = f }
 }

@@ -1,7 +1,6 @@
 package replay
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/durabus/durabus/transport"
@@ -51,26 +50,4 @@ func (s Start) String() string {
 		return "after " + s.pos.String()
 	}
 	return "new"
-}
-
-// ParseStart reads the forms used by the CLI: "new", "beginning" (or
-// "all"), a duration ago such as "10m", an RFC 3339 time, or a position
-// "epoch:seq:id".
-func ParseStart(s string, now time.Time) (Start, error) {
-	switch s {
-	case "", "new":
-		return NewOnly(), nil
-	case "beginning", "all":
-		return Beginning(), nil
-	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return Since(now.Add(-d)), nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return Since(t), nil
-	}
-	if p, err := transport.ParsePosition(s); err == nil && !p.IsZero() {
-		return After(p), nil
-	}
-	return Start{}, fmt.Errorf("replay: start %q: want new, beginning, a duration like 10m, an RFC 3339 time or a position epoch:seq:id", s)
 }

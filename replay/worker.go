@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -71,7 +69,7 @@ func (w *worker) run(ctx, hctx context.Context) {
 	if !ok {
 		return
 	}
-	if !w.catchUp(ctx, hctx, transport.Position{}) {
+	if w.catchUp(ctx, hctx, transport.Position{}) == stopping {
 		return
 	}
 	for {
@@ -89,7 +87,7 @@ func (w *worker) run(ctx, hctx context.Context) {
 				}
 			}
 		case <-w.repair:
-			if !w.catchUp(ctx, hctx, transport.Position{}) {
+			if w.catchUp(ctx, hctx, transport.Position{}) == stopping {
 				return
 			}
 		case <-w.check:
@@ -203,13 +201,13 @@ func (w *worker) newOnly(ctx context.Context) (transport.Position, error) {
 
 // catchUp delivers everything the backlog holds after the cursor. The
 // event at live, the frame that revealed a gap, is delivered as live rather
-// than replayed when the backlog yields it. It returns false when the
-// follower is stopping.
+// than replayed when the backlog yields it. Its outcome says whether it
+// got to the end of the log.
 //
 // While a full page is handled, the next one is read ahead from its last
 // event; it is used only when the cursor ends up at that event, so the
 // pages are those reads from the cursor would give, only read earlier.
-func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) bool {
+func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) caught {
 	w.catching.Store(true)
 	defer w.catching.Store(false)
 	bo := w.f.newBackoff()
@@ -224,22 +222,22 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 		}
 		ahead = nil
 		if errors.Is(err, transport.ErrUnknownTopic) {
-			return true
+			return unreadable
 		}
 		if err != nil {
 			if !w.readFailed(ctx, bo, err) {
-				return false
+				return stopping
 			}
 			continue
 		}
 		if page.Epoch != "" && w.cursor.Epoch != "" && page.Epoch != w.cursor.Epoch {
 			next, ok, err := w.sameLog(ctx, page.Epoch, count)
 			if errors.Is(err, transport.ErrUnknownTopic) || errors.Is(err, errChurn) {
-				return true // the meta hash is being remade: look again at the next frame or check
+				return unreadable // the meta hash is being remade: look again at the next frame or check
 			}
 			if err != nil {
 				if !w.readFailed(ctx, bo, err) {
-					return false
+					return stopping
 				}
 				continue
 			}
@@ -251,13 +249,10 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 				page, prepared = next, nil
 			} else {
 				// The log itself was reset: what followed the cursor is
-				// gone, up to the head last seen in the old epoch when
-				// that is known.
-				var to uint64
-				if h := w.lastHead; h.Epoch == w.cursor.Epoch && h.Seq > w.cursor.Seq {
-					to = h.Seq
-				}
-				w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, To: to, Reason: EpochChanged})
+				// gone, to the old log's end (unknown: it may have grown
+				// past the last head seen) and through any log that came
+				// and went before the new one.
+				w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, Reason: EpochChanged, Next: page.Epoch})
 				w.cursor = transport.Position{}
 				w.atMarker = false
 				w.epochReset = true
@@ -285,15 +280,24 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) boo
 				prep = prepared[i]
 			}
 			if !w.ordered(ctx, hctx, Delivery{Delivery: d, Replayed: replayed, Prepared: prep}) {
-				return false
+				return stopping
 			}
 		}
 		if len(page.Events) < count {
 			w.f.c.repairs.Add(1)
-			return true
+			return caughtUp
 		}
 	}
 }
+
+// caught is how a catch-up ended.
+type caught uint8
+
+const (
+	caughtUp   caught = iota // delivered up to the end of the log
+	unreadable               // no log or meta hash, or it is being remade: look again at the next frame or head check
+	stopping                 // the follower is stopping
+)
 
 // readFailed reports a failed backlog read and waits before the next
 // try; it returns false when the follower is stopping.
@@ -515,22 +519,27 @@ func (w *worker) live(ctx, hctx context.Context, d Delivery) bool {
 		w.marker(d.Delivery, false)
 		return true
 	}
-	c := w.cursor
+	c, p := w.cursor, d.Position
+	sameEpoch := c.Epoch != "" && p.Epoch == c.Epoch
+	// forgedAtCursor: two frames claim the cursor's seq, and the one
+	// delivered has the later stream id: it may not be in the log (a forged
+	// frame with the next seq).
+	forgedAtCursor := !w.atMarker && sameEpoch && p.Seq == c.Seq && c.ID != "" && p.ID != "" && idAfter(c.ID, p.ID)
+	// isDuplicate: at or before the cursor, and not written after it.
+	isDuplicate := sameEpoch && p.Seq <= c.Seq && !idAfter(p.ID, c.ID)
+	isNext := sameEpoch && p.Seq == c.Seq+1
 	switch {
-	case !w.atMarker && c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq == c.Seq && c.ID != "" && d.Position.ID != "" && idAfter(c.ID, d.Position.ID):
-		// Two frames claim the cursor's seq, and the one delivered has the
-		// later stream id: it may not be in the log (a forged frame with the
-		// next seq). Ask the log.
-		return w.conflict(ctx, hctx, d.Delivery)
-	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq <= c.Seq && !idAfter(d.Position.ID, c.ID):
+	case forgedAtCursor:
+		return w.conflict(ctx, hctx, d.Delivery) // ask the log
+	case isDuplicate:
 		w.f.c.duplicates.Add(1)
 		return true
-	case c.Epoch != "" && d.Position.Epoch == c.Epoch && d.Position.Seq == c.Seq+1:
+	case isNext:
 		return w.deliver(ctx, hctx, d)
 	}
 	// A gap, a new epoch, or a first event: the backlog has what led to it.
 	w.f.c.gaps.Add(1)
-	if !w.catchUp(ctx, hctx, d.Position) {
+	if w.catchUp(ctx, hctx, d.Position) == stopping {
 		return false
 	}
 	c = w.cursor
@@ -677,7 +686,7 @@ func (w *worker) conflict(ctx, hctx context.Context, d transport.Delivery) bool 
 	w.f.report(fmt.Errorf("replay: topic %q: the event delivered at seq %d (stream id %s) is not in the backlog, which holds %s there: delivering that one",
 		w.topic, c.Seq, c.ID, page.Events[0].Position.ID))
 	w.cursor = at
-	return w.catchUp(ctx, hctx, transport.Position{})
+	return w.catchUp(ctx, hctx, transport.Position{}) != stopping
 }
 
 // ordered delivers d after checking it against the cursor: duplicates are
@@ -782,7 +791,7 @@ func (w *worker) checkHead(ctx, hctx context.Context) bool {
 		// lost seqs already, after the cursor's stream id: deliver them
 		// (which reports the seqs they reuse), then report what is still
 		// missing and follow from the head.
-		if !w.catchUp(ctx, hctx, transport.Position{}) {
+		if w.catchUp(ctx, hctx, transport.Position{}) == stopping {
 			return false
 		}
 		if w.cursor.Epoch != head.Epoch || w.cursor.Seq <= head.Seq {
@@ -804,7 +813,7 @@ func (w *worker) checkHead(ctx, hctx context.Context) bool {
 		return true
 	}
 	w.f.c.headRepairs.Add(1)
-	return w.catchUp(ctx, hctx, transport.Position{})
+	return w.catchUp(ctx, hctx, transport.Position{}) != stopping
 }
 
 // show publishes the cursor for Stats.
@@ -814,36 +823,16 @@ func (w *worker) show() {
 	w.mu.Unlock()
 }
 
-// idAfter reports whether backlog id a ("ms-n", as Redis stream ids) is
-// after b. Unparsable or empty ids are never after.
-func idAfter(a, b string) bool {
-	am, an, ok1 := splitID(a)
-	bm, bn, ok2 := splitID(b)
-	if !ok1 || !ok2 {
-		return false
-	}
-	return am > bm || am == bm && an > bn
-}
+// idAfter reports whether backlog id a is after b (transport.IDAfter).
+func idAfter(a, b string) bool { return transport.IDAfter(a, b) }
 
-// predID returns the backlog id just before id ("ms-n" form), so that a
-// read after it starts at id.
+// predID returns the backlog id just before id, so that a read after it
+// starts at id.
 func predID(id string) (string, bool) {
-	ms, n, ok := splitID(id)
-	switch {
-	case !ok || ms == 0 && n == 0:
+	sid, ok := transport.ParseStreamID(id)
+	if !ok {
 		return "", false
-	case n > 0:
-		return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(n-1, 10), true
 	}
-	return strconv.FormatUint(ms-1, 10) + "-" + strconv.FormatUint(^uint64(0), 10), true
-}
-
-func splitID(id string) (ms, n uint64, ok bool) {
-	i := strings.IndexByte(id, '-')
-	if i < 0 {
-		return 0, 0, false
-	}
-	ms, err1 := strconv.ParseUint(id[:i], 10, 64)
-	n, err2 := strconv.ParseUint(id[i+1:], 10, 64)
-	return ms, n, err1 == nil && err2 == nil
+	prev, ok := sid.Prev()
+	return prev.String(), ok
 }

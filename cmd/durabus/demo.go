@@ -384,7 +384,7 @@ func (d *demo) startSubscriber(ctx context.Context, run int) (*subscriber, error
 		d.record(run, m)
 		return nil
 	})
-	if err := c.bus.Handle(demoPattern, h, bus.StartAt(bus.Beginning())); err != nil {
+	if _, err := c.bus.Handle(demoPattern, h, bus.StartAt(bus.Beginning())); err != nil {
 		c.Close()
 		return nil, err
 	}

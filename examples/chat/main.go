@@ -106,7 +106,7 @@ func join(ctx context.Context, tr transport.Transport, topic, user string, since
 	if err != nil {
 		return nil, err
 	}
-	err = bus.Subscribe(b, func(ctx context.Context, c *ChatMessage) error {
+	_, err = bus.Subscribe(b, func(ctx context.Context, c *ChatMessage) error {
 		m, _ := bus.MessageFrom(ctx) // the envelope and position around c
 		show(m, c)
 		return nil

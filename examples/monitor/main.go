@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer sub.Close()
-	err = sub.Handle("sensors.*", bus.HandlerFunc(func(context.Context, *bus.Message) error {
+	_, err = sub.Handle("sensors.*", bus.HandlerFunc(func(context.Context, *bus.Message) error {
 		time.Sleep(*work)
 		return nil
 	}), bus.StartAt(bus.Beginning()))

@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer billing.Close()
-	err = bus.Subscribe(billing, func(ctx context.Context, o *OrderPlaced) error {
+	_, err = bus.Subscribe(billing, func(ctx context.Context, o *OrderPlaced) error {
 		// At least once: after a crash between this Publish and billing's
 		// next checkpoint, this runs again for the same order; a real
 		// billing service makes the capture idempotent by order id.
@@ -107,7 +107,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	// Other types on the topic (its own PaymentCaptured) are not billing's
 	// business: without this catch-all they are reported as unknown types.
-	if err := billing.Handle("orders", bus.HandlerFunc(func(context.Context, *bus.Message) error { return nil })); err != nil {
+	if _, err := billing.Handle("orders", bus.HandlerFunc(func(context.Context, *bus.Message) error { return nil })); err != nil {
 		return err
 	}
 
@@ -118,7 +118,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer notify.Close()
 	var received, paid atomic.Int64
-	err = bus.Subscribe(notify, func(ctx context.Context, o *OrderPlaced) error {
+	_, err = bus.Subscribe(notify, func(ctx context.Context, o *OrderPlaced) error {
 		fmt.Fprintf(out, "notifications: mail to %s: we received %s\n", o.Customer, o.OrderID)
 		received.Add(1)
 		return nil
@@ -126,7 +126,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	err = bus.Subscribe(notify, func(ctx context.Context, p *PaymentCaptured) error {
+	_, err = bus.Subscribe(notify, func(ctx context.Context, p *PaymentCaptured) error {
 		fmt.Fprintf(out, "notifications: receipt for %s: paid $%d.%02d\n", p.OrderID, p.Cents/100, p.Cents%100)
 		paid.Add(1)
 		return nil

@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer sub.Close()
 	var got atomic.Int64
-	err = sub.Handle("user:*:notifications", bus.HandlerFunc(func(ctx context.Context, m *bus.Message) error {
+	_, err = sub.Handle("user:*:notifications", bus.HandlerFunc(func(ctx context.Context, m *bus.Message) error {
 		var n Notification
 		if err := m.Bind(&n); err != nil { // Handle is untyped: it sees the envelope
 			return err

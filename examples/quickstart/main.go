@@ -39,7 +39,7 @@ func main() {
 		log.Fatal(err)
 	}
 	billed := make(chan string, 1)
-	err = bus.Subscribe(b, func(ctx context.Context, e *OrderPlaced) error {
+	_, err = bus.Subscribe(b, func(ctx context.Context, e *OrderPlaced) error {
 		m, _ := bus.MessageFrom(ctx) // envelope and position
 		fmt.Println("bill", e.ID, e.Total, "seq", m.Position.Seq)
 		select {

@@ -88,7 +88,7 @@ func TestUnreachableRedisFailsWithinTheCallersDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bus.Subscribe(b, func(context.Context, *OrderPlaced) error { return nil }); err != nil {
+	if _, err := bus.Subscribe(b, func(context.Context, *OrderPlaced) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())

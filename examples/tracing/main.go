@@ -141,7 +141,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer billing.close(context.WithoutCancel(ctx))
 
-	err = bus.Subscribe(billing.b, func(ctx context.Context, o *OrderPlaced) error {
+	_, err = bus.Subscribe(billing.b, func(ctx context.Context, o *OrderPlaced) error {
 		_, err := billing.b.Publish(ctx, InvoiceSent{Order: o.ID}) // ctx carries the consumer span
 		return err
 	})
@@ -149,7 +149,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	invoices := make(chan string, *orders)
-	err = bus.Subscribe(checkout.b, func(_ context.Context, inv *InvoiceSent) error {
+	_, err = bus.Subscribe(checkout.b, func(_ context.Context, inv *InvoiceSent) error {
 		invoices <- inv.Order
 		return nil
 	})

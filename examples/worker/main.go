@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	} else {
 		fmt.Fprintln(stdout, "no checkpoint: starting at the oldest job")
 	}
-	err = bus.Subscribe(b, func(ctx context.Context, j *Job) error {
+	_, err = bus.Subscribe(b, func(ctx context.Context, j *Job) error {
 		time.Sleep(*jobTime) // the work
 		m, _ := bus.MessageFrom(ctx)
 		_, err := fmt.Fprintf(stdout, "done seq %d %s\n", m.Position.Seq, j.Image)

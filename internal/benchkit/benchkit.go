@@ -189,7 +189,8 @@ func Subscribe(b *bus.Bus, topic string, fromStart bool, h func(*Event)) error {
 	if fromStart {
 		opts = append(opts, bus.StartAt(bus.Beginning()))
 	}
-	return bus.Subscribe(b, func(_ context.Context, ev *Event) error { h(ev); return nil }, opts...)
+	_, err := bus.Subscribe(b, func(_ context.Context, ev *Event) error { h(ev); return nil }, opts...)
+	return err
 }
 
 // Start runs b in a goroutine and waits up to 20 s for it to be ready. stop

@@ -75,7 +75,7 @@ func newBadFixture(t *testing.T, srv *redistest.Server, mw ...bus.Middleware) *b
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = bus.Subscribe(f.sub, func(_ context.Context, e *Good) error {
+	_, err = bus.Subscribe(f.sub, func(_ context.Context, e *Good) error {
 		f.mu.Lock()
 		f.got = append(f.got, e.N)
 		f.mu.Unlock()

@@ -156,10 +156,10 @@ func (e *env) startInproc(name string) *inprocSub {
 		return nil
 	})
 	if name == subPattern {
-		err = b.Handle(pattern, h, bus.StartAt(bus.Beginning()))
+		_, err = b.Handle(pattern, h, bus.StartAt(bus.Beginning()))
 	} else {
 		for _, tp := range topics {
-			if err = b.Handle(tp, h, bus.StartAt(bus.Beginning())); err != nil {
+			if _, err = b.Handle(tp, h, bus.StartAt(bus.Beginning())); err != nil {
 				break
 			}
 		}
@@ -282,7 +282,7 @@ func runChild(spec string) int {
 		return line("D %d %s %s %d", k, m.Topic, m.Position.Epoch, m.Position.Seq)
 	})
 	for _, tp := range topics {
-		if err := b.Handle(tp, h, bus.StartAt(bus.Beginning())); err != nil {
+		if _, err := b.Handle(tp, h, bus.StartAt(bus.Beginning())); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}

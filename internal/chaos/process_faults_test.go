@@ -198,7 +198,7 @@ func runProcChild(specText string) int {
 		subs = topics
 	}
 	for _, s := range subs {
-		if err := b.Handle(s, h, bus.StartAt(start)); err != nil {
+		if _, err := b.Handle(s, h, bus.StartAt(start)); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}

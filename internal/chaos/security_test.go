@@ -37,7 +37,7 @@ func roundTrip(t *testing.T, pubTr, subTr transport.Transport, topic string, n i
 	defer pub.Close()
 	sub, _ := bus.New(subTr, followerOptions())
 	got := make(chan int64, n)
-	if err := sub.Handle(topic, bus.HandlerFunc(func(_ context.Context, m *bus.Message) error {
+	if _, err := sub.Handle(topic, bus.HandlerFunc(func(_ context.Context, m *bus.Message) error {
 		k, err := decodeK(m)
 		got <- k
 		return err

@@ -40,7 +40,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make(chan int, 10)
-	if err := bus.Subscribe(b, func(_ context.Context, p *Ping) error { got <- p.N; return nil }, bus.StartAt(bus.Beginning())); err != nil {
+	if _, err := bus.Subscribe(b, func(_ context.Context, p *Ping) error { got <- p.N; return nil }, bus.StartAt(bus.Beginning())); err != nil {
 		t.Fatal(err)
 	}
 	reg, err := met.Observe(b)

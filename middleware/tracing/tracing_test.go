@@ -173,7 +173,7 @@ func TestOneTraceAcrossServices(t *testing.T) {
 	checkout := newService(t, srv, pubTP, bus.WithSource("checkout"))
 	billing := newService(t, srv, subTP, bus.WithSource("billing"))
 	handled := make(chan string, 1)
-	err := bus.Subscribe(billing.b, func(ctx context.Context, e *OrderPlaced) error {
+	_, err := bus.Subscribe(billing.b, func(ctx context.Context, e *OrderPlaced) error {
 		if _, err := billing.b.Publish(ctx, InvoiceSent{Order: e.ID}); err != nil {
 			return err
 		}
@@ -268,7 +268,7 @@ func TestReplayLinksToProducer(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
 	subscribe := func(s *service) {
-		if err := bus.Subscribe(s.b, func(_ context.Context, e *OrderPlaced) error {
+		if _, err := bus.Subscribe(s.b, func(_ context.Context, e *OrderPlaced) error {
 			mu.Lock()
 			seen = append(seen, e.ID)
 			mu.Unlock()

@@ -474,23 +474,15 @@ func clone(b []byte) []byte {
 	return append(make([]byte, 0, len(b)), b...)
 }
 
-// prevID returns the stream id just before id ("ms-n").
+// prevID returns the stream id just before id, "" when it has none.
 func prevID(id string) string {
-	for i := 0; i < len(id); i++ {
-		if id[i] != '-' {
-			continue
-		}
-		ms, err1 := strconv.ParseUint(id[:i], 10, 64)
-		n, err2 := strconv.ParseUint(id[i+1:], 10, 64)
-		switch {
-		case err1 != nil || err2 != nil:
-			return ""
-		case n > 0:
-			return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(n-1, 10)
-		case ms > 0:
-			return strconv.FormatUint(ms-1, 10) + "-" + strconv.FormatUint(^uint64(0), 10)
-		}
+	sid, ok := transport.ParseStreamID(id)
+	if !ok {
+		return ""
+	}
+	prev, ok := sid.Prev()
+	if !ok {
 		return "0-0"
 	}
-	return ""
+	return prev.String()
 }

@@ -86,30 +86,19 @@ func parseMarker(topic, s string, out []transport.Delivery) ([]transport.Deliver
 	}), nil
 }
 
-// validID reports whether id looks like a stream id "<ms>-<n>".
+// validID reports whether id is a stream id "<ms>-<n>".
 func validID(id string) bool {
-	ms, n, ok := strings.Cut(id, "-")
-	if !ok {
-		return false
-	}
-	_, err1 := strconv.ParseUint(ms, 10, 64)
-	_, err2 := strconv.ParseUint(n, 10, 64)
-	return err1 == nil && err2 == nil
+	_, ok := transport.ParseStreamID(id)
+	return ok
 }
 
 // prevID returns the stream id just before id, for an exclusive bound that
-// still includes id. "0-0" has none and stays "0-0".
+// still includes id. "0-0" (and an id that does not parse) has none and
+// gives "0-0".
 func prevID(id string) string {
-	msText, nText, _ := strings.Cut(id, "-")
-	ms, err1 := strconv.ParseUint(msText, 10, 64)
-	n, err2 := strconv.ParseUint(nText, 10, 64)
-	switch {
-	case err1 != nil || err2 != nil:
-		return "0-0"
-	case n > 0:
-		return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(n-1, 10)
-	case ms > 0:
-		return strconv.FormatUint(ms-1, 10) + "-" + strconv.FormatUint(^uint64(0), 10)
+	sid, _ := transport.ParseStreamID(id)
+	if prev, ok := sid.Prev(); ok {
+		return prev.String()
 	}
 	return "0-0"
 }

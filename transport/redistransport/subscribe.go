@@ -8,12 +8,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/durabus/durabus/transport"
 )
 
-// Reconnect backoff of a subscription: from minBackoff, doubling, capped.
+// Reconnect backoff of a subscription (newBackoff): from minBackoff,
+// doubling, capped, with jitter.
 const (
 	minBackoff = 10 * time.Millisecond
 	maxBackoff = time.Second
@@ -469,7 +471,7 @@ func (r *reader) run() {
 	ps := r.ps
 	state := healthy
 	var deadline time.Time
-	fails := 0
+	bo := newBackoff()
 	stalled := false
 	var buf []transport.Delivery
 	for !s.isDone() {
@@ -485,8 +487,7 @@ func (r *reader) run() {
 			if isTimeout(err) {
 				if state == healthy {
 					if err := ps.Ping(s.rctx, "durabus"); err != nil && !isTimeout(err) {
-						fails++
-						if !s.sleep(backoff(fails)) {
+						if !s.sleep(bo.NextBackOff()) {
 							return
 						}
 						continue
@@ -500,7 +501,7 @@ func (r *reader) run() {
 					s.signal(transport.Event{Kind: transport.Stalled,
 						Err: fmt.Errorf("redistransport: no answer on the Pub/Sub connection within %v of a PING; rebuilding it", cfg.probeTimeout)})
 				}
-				ps = r.rebuild(&fails)
+				ps = r.rebuild(bo)
 				if ps == nil {
 					return
 				}
@@ -509,14 +510,13 @@ func (r *reader) run() {
 			}
 			// A connection error: go-redis reconnects and resubscribes on
 			// the next call; the confirmation shows it worked.
-			fails++
 			s.t.log.Debug("redistransport: Pub/Sub receive failed", "err", err)
-			if !s.sleep(backoff(fails)) {
+			if !s.sleep(bo.NextBackOff()) {
 				return
 			}
 			continue
 		}
-		fails = 0
+		bo.Reset()
 		if state == probing {
 			state = healthy
 		}
@@ -533,7 +533,7 @@ func (r *reader) run() {
 			default:
 				// The server ended a subscription (a sharded channel's slot
 				// moved): rebuild the connection.
-				ps = r.rebuild(&fails)
+				ps = r.rebuild(bo)
 				if ps == nil {
 					return
 				}
@@ -547,14 +547,13 @@ func (r *reader) run() {
 
 // rebuild replaces the Pub/Sub connection, retrying with backoff until it
 // can send the subscribe command; nil when the subscription ended.
-func (r *reader) rebuild(fails *int) *redis.PubSub {
+func (r *reader) rebuild(bo *backoff.ExponentialBackOff) *redis.PubSub {
 	s := r.s
 	if !r.replace(nil) {
 		return nil
 	}
 	for {
-		*fails++
-		if !s.sleep(backoff(*fails)) {
+		if !s.sleep(bo.NextBackOff()) {
 			return nil
 		}
 		ps, err := r.newPubSub(s.rctx)
@@ -594,12 +593,19 @@ func (r *reader) handleInto(m *redis.Message, buf []transport.Delivery) []transp
 	return buf
 }
 
-func backoff(fails int) time.Duration {
-	d := minBackoff
-	for i := 1; i < fails && d < maxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, maxBackoff)
+// newBackoff returns a subscription's reconnect backoff: from minBackoff,
+// doubling, capped at maxBackoff, with ±20 % jitter so that the
+// subscriptions of many processes cut off together do not re-dial in step.
+// It never gives up: the subscription ends only when it is closed.
+func newBackoff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = minBackoff
+	bo.MaxInterval = maxBackoff
+	bo.Multiplier = 2
+	bo.RandomizationFactor = 0.2
+	bo.MaxElapsedTime = 0
+	bo.Reset()
+	return bo
 }
 
 func isTimeout(err error) bool {

@@ -66,10 +66,18 @@ func testOrder(e *env) {
 	if len(backlog) != publishers*each {
 		e.Fatalf("backlog holds %d events, want %d", len(backlog), publishers*each)
 	}
+	var prev transport.StreamID
 	for i, d := range backlog {
 		if d.Position.Seq != uint64(i+1) || d.Position.Epoch != epoch || d.Topic != topic {
 			e.Fatalf("backlog event %d: %s %v, want seq %d epoch %s", i, d.Topic, d.Position, i+1, epoch)
 		}
+		// Every transport's ids are stream ids ("<ms>-<n>") that grow
+		// with seq: the follower compares and steps them.
+		id, ok := transport.ParseStreamID(d.Position.ID)
+		if !ok || i > 0 && id.Compare(prev) <= 0 {
+			e.Fatalf("backlog event %d: id %q is not a stream id after %v", i, d.Position.ID, prev)
+		}
+		prev = id
 	}
 	got := frames[topic]
 	if len(got) < publishers*each {
