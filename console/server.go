@@ -331,12 +331,11 @@ func (c *Console) serveConsumers(w http.ResponseWriter, r *http.Request) {
 // streamIDTime is the time in a stream id's millisecond part; zero when it
 // has none.
 func streamIDTime(id string) time.Time {
-	ms, _, _ := strings.Cut(id, "-")
-	n, err := strconv.ParseInt(ms, 10, 64)
-	if err != nil || n <= 0 {
+	sid, ok := transport.ParseStreamID(id)
+	if !ok || sid.MS == 0 {
 		return time.Time{}
 	}
-	return time.UnixMilli(n)
+	return sid.Time()
 }
 
 // deadTopic is a topic that has a dead-letter topic.

@@ -305,12 +305,11 @@ func headOf(ctx context.Context, rdb *redis.Client, ns, topic string) (transport
 
 // streamIDTime is the time in a stream id's millisecond part.
 func streamIDTime(id string) *time.Time {
-	ms, _, _ := strings.Cut(id, "-")
-	n, err := strconv.ParseInt(ms, 10, 64)
-	if err != nil {
+	sid, ok := transport.ParseStreamID(id)
+	if !ok {
 		return nil
 	}
-	t := time.UnixMilli(n).UTC()
+	t := sid.Time().UTC()
 	return &t
 }
 

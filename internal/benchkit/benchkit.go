@@ -361,11 +361,11 @@ func FedLive(ctx context.Context, rdb *redis.Client, pub transport.Transport, su
 	if err != nil {
 		return 0, err
 	}
-	ms, idSeq, ok := strings.Cut(at.ID, "-")
-	next, err := strconv.ParseUint(idSeq, 10, 64)
-	if !ok || err != nil {
+	sid, ok := transport.ParseStreamID(at.ID)
+	if !ok {
 		return 0, fmt.Errorf("seed event's stream id %q", at.ID)
 	}
+	ms, next := strconv.FormatUint(sid.MS, 10), sid.N
 	var got atomic.Int64
 	wake := make(chan struct{}, 1)
 	stop, err := sub(topic, false, func(*Event) {

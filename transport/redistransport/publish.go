@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1132,23 +1131,9 @@ func (a *acks) retry(m *rollbackMark) {
 	a.mu.Unlock()
 }
 
-// streamIDAfter reports whether stream id x ("ms-n") comes after y. An id
-// that does not parse comes after nothing, and nothing comes after it.
-func streamIDAfter(x, y string) bool {
-	xm, xn, ok1 := parseStreamID(x)
-	ym, yn, ok2 := parseStreamID(y)
-	return ok1 && ok2 && (xm > ym || xm == ym && xn > yn)
-}
-
-func parseStreamID(s string) (ms, n uint64, ok bool) {
-	a, b, found := strings.Cut(s, "-")
-	if !found {
-		return 0, 0, false
-	}
-	ms, err1 := strconv.ParseUint(a, 10, 64)
-	n, err2 := strconv.ParseUint(b, 10, 64)
-	return ms, n, err1 == nil && err2 == nil
-}
+// streamIDAfter reports whether stream id x comes after y
+// (transport.IDAfter).
+func streamIDAfter(x, y string) bool { return transport.IDAfter(x, y) }
 
 // writeRollback writes m's marker into topic's log and logs the rollback.
 // A marker that could not be written is kept, and written after the next
