@@ -65,7 +65,10 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 	}
 	if tr == nil {
 		cfg.invalid("nil transport")
-	} else if len(cfg.followerOps) > 0 {
+	} else if cfg.consumer != "" && !transport.FeaturesOf(tr).Checkpoints {
+		cfg.invalid(fmt.Sprintf("WithConsumer: the transport %T stores no checkpoints (transport.CheckpointStore)", tr))
+	}
+	if tr != nil && len(cfg.followerOps) > 0 {
 		// The follower options are checked now, not at Run. The consumer
 		// name is the bus's (each subscription gets its own from it).
 		probe, err := replay.New(tr, func(context.Context, replay.Delivery) error { return nil },

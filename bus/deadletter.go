@@ -183,7 +183,11 @@ func (b *Bus) Requeue(ctx context.Context, topic string, opts ...RequeueOption) 
 			if err := b.requeueOne(ctx, topic, m, rc.newID); err != nil {
 				return n, err
 			}
-			if err := b.tr.SaveCheckpoints(ctx, RequeueConsumer, map[string]transport.Position{dead: m.Position}); err != nil {
+			store, err := b.checkpointStore()
+			if err != nil {
+				return n, err
+			}
+			if err := store.SaveCheckpoints(ctx, RequeueConsumer, map[string]transport.Position{dead: m.Position}); err != nil {
 				return n + 1, fmt.Errorf("bus: requeue %q: save progress: %w", topic, err)
 			}
 			n++
@@ -221,9 +225,22 @@ func (b *Bus) requeueOne(ctx context.Context, topic string, m *Message, newID bo
 }
 
 func (b *Bus) requeueCursor(ctx context.Context, dead string) (transport.Position, error) {
-	cps, err := b.tr.LoadCheckpoints(ctx, RequeueConsumer)
+	store, err := b.checkpointStore()
+	if err != nil {
+		return transport.Position{}, err
+	}
+	cps, err := store.LoadCheckpoints(ctx, RequeueConsumer)
 	if err != nil {
 		return transport.Position{}, fmt.Errorf("bus: load requeue progress of %q: %w", dead, err)
 	}
 	return cps[dead], nil
+}
+
+// checkpointStore is the transport's checkpoint storage, which dead-letter
+// progress and durable consumers need.
+func (b *Bus) checkpointStore() (transport.CheckpointStore, error) {
+	if s, ok := b.tr.(transport.CheckpointStore); ok && transport.FeaturesOf(b.tr).Checkpoints {
+		return s, nil
+	}
+	return nil, fmt.Errorf("bus: the transport %T stores no checkpoints (transport.CheckpointStore): %w", b.tr, errors.ErrUnsupported)
 }

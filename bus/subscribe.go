@@ -102,6 +102,9 @@ func (b *Bus) Handle(pattern string, h Handler, opts ...SubscribeOption) (*Subsc
 		if err := transport.ValidatePattern(pattern); err != nil {
 			return nil, fmt.Errorf("bus: %w", err)
 		}
+		if f := transport.FeaturesOf(b.tr); !f.Patterns || !f.Topics {
+			return nil, fmt.Errorf("bus: pattern %q: the transport %T offers no pattern subscriptions (transport.PatternSubscriber, transport.TopicLister): %w", pattern, b.tr, errors.ErrUnsupported)
+		}
 	}
 	return b.add(pattern, isPattern, "", Chain(h, sc.mw...), sc)
 }

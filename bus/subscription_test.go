@@ -256,3 +256,27 @@ func TestShutdownAbandonsAHandlerThatIgnoresItsCtx(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// coreOnly offers the core Transport and nothing optional.
+type coreOnly struct{ transport.Transport }
+
+func TestBusRefusesWhatItsTransportDoesNotOffer(t *testing.T) {
+	tr := coreOnly{newMem(t)}
+	if _, err := bus.New(tr, bus.WithConsumer("billing")); !errors.Is(err, bus.ErrInvalidOption) || !strings.Contains(err.Error(), "CheckpointStore") {
+		t.Errorf("New with a consumer = %v, want ErrInvalidOption naming CheckpointStore", err)
+	}
+	b, err := bus.New(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Handle("order.*", bus.HandlerFunc(func(context.Context, *bus.Message) error { return nil })); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Handle of a pattern = %v, want ErrUnsupported", err)
+	}
+	if _, err := b.DeadLetters(context.Background(), "orders", 10); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("DeadLetters = %v, want ErrUnsupported", err)
+	}
+	if _, err := b.Handle("orders", bus.HandlerFunc(func(context.Context, *bus.Message) error { return nil })); err != nil {
+		t.Errorf("Handle of a topic: %v", err)
+	}
+}

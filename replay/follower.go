@@ -58,7 +58,13 @@ func (e *HandlerError) Unwrap() error { return e.Err }
 // Its methods are safe for concurrent use.
 type Follower struct {
 	tr  transport.Transport
-	h   Handler
+	// The transport's optional abilities this follower uses (nil when it
+	// does not need them; New refuses what it needs and they lack).
+	patterns transport.PatternSubscriber
+	lister   transport.TopicLister
+	seeker   transport.Seeker // nil: a NewOnly start is the head
+	store    transport.CheckpointStore
+	h        Handler
 	cfg config
 	log *slog.Logger
 	cp  *checkpointer
@@ -107,6 +113,19 @@ func New(tr transport.Transport, h Handler, opts ...Option) (*Follower, error) {
 	if (len(cfg.topics) == 0) == (cfg.pattern == "") {
 		cfg.invalid("give either WithTopics or WithPattern")
 	}
+	var feat transport.Features
+	if tr != nil {
+		feat = transport.FeaturesOf(tr)
+		if cfg.pattern != "" && !(feat.Patterns && feat.Topics) {
+			cfg.invalid(fmt.Sprintf("WithPattern: the transport %T offers no pattern subscriptions and topic listing (transport.PatternSubscriber, transport.TopicLister)", tr))
+		}
+		if cfg.consumer != "" && !feat.Checkpoints {
+			cfg.invalid(fmt.Sprintf("WithConsumer: the transport %T stores no checkpoints (transport.CheckpointStore)", tr))
+		}
+		if cfg.start.kind == startSince && !feat.Seek {
+			cfg.invalid(fmt.Sprintf("WithStart(Since): the transport %T cannot seek by time (transport.Seeker)", tr))
+		}
+	}
 	if err := errors.Join(cfg.errs...); err != nil {
 		return nil, err
 	}
@@ -115,6 +134,18 @@ func New(tr transport.Transport, h Handler, opts ...Option) (*Follower, error) {
 		log = slog.Default()
 	}
 	f := &Follower{tr: tr, h: h, cfg: cfg, log: log, workers: make(map[string]*worker), ready: make(chan struct{})}
+	if feat.Patterns {
+		f.patterns = tr.(transport.PatternSubscriber)
+	}
+	if feat.Topics {
+		f.lister = tr.(transport.TopicLister)
+	}
+	if feat.Seek {
+		f.seeker = tr.(transport.Seeker)
+	}
+	if feat.Checkpoints {
+		f.store = tr.(transport.CheckpointStore)
+	}
 	if cfg.consumer != "" {
 		f.cp = newCheckpointer(f)
 		f.holder = cfg.holder
@@ -303,7 +334,7 @@ func (f *Follower) takes(topic string) bool {
 func (f *Follower) saveCheckpoints(ctx context.Context, cps map[string]transport.Position) error {
 	l := f.lease.Load()
 	if l == nil {
-		return f.tr.SaveCheckpoints(ctx, f.cfg.consumer, cps)
+		return f.store.SaveCheckpoints(ctx, f.cfg.consumer, cps)
 	}
 	err := l.o.SaveClaimed(ctx, l.claim, cps)
 	if errors.Is(err, transport.ErrFenced) && !l.lost.Swap(true) {
@@ -382,7 +413,7 @@ func (f *Follower) follow(r *run) error {
 
 func (f *Follower) subscribe(ctx context.Context) (transport.Subscription, error) {
 	if f.cfg.pattern != "" {
-		return f.tr.SubscribePattern(ctx, f.cfg.pattern)
+		return f.patterns.SubscribePattern(ctx, f.cfg.pattern)
 	}
 	return f.tr.Subscribe(ctx, f.cfg.topics...)
 }
@@ -423,7 +454,7 @@ func (f *Follower) startWorkers(r *run) {
 // discover starts workers for the known topics matching the pattern. Topics
 // found after the start are followed from their beginning.
 func (f *Follower) discover(r *run, late bool) {
-	topics, err := f.tr.Topics(r.ctx, f.cfg.pattern)
+	topics, err := f.lister.Topics(r.ctx, f.cfg.pattern)
 	if err != nil {
 		if r.ctx.Err() == nil {
 			f.report(fmt.Errorf("replay: list topics %q: %w", f.cfg.pattern, err))
@@ -613,7 +644,7 @@ func (f *Follower) dispatch(r *run, sub transport.Subscription) {
 func (f *Follower) loadCheckpoints(ctx context.Context) map[string]transport.Position {
 	bo := f.newBackoff()
 	for {
-		cps, err := f.tr.LoadCheckpoints(ctx, f.cfg.consumer)
+		cps, err := f.store.LoadCheckpoints(ctx, f.cfg.consumer)
 		if err == nil {
 			return cps
 		}

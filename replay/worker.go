@@ -120,7 +120,7 @@ func (w *worker) resolveStart(ctx context.Context) bool {
 			// log yet) owns the topic's first epoch from seq 1.
 			w.epochReset = w.fromSaved && w.cursor.IsZero()
 		case startSince:
-			w.cursor, err = w.f.tr.Seek(ctx, w.topic, w.start.t)
+			w.cursor, err = w.f.seeker.Seek(ctx, w.topic, w.start.t)
 		default:
 			w.cursor, err = w.newOnly(ctx)
 		}
@@ -192,7 +192,10 @@ func (w *worker) newOnly(ctx context.Context) (transport.Position, error) {
 	if err != nil {
 		return head, err
 	}
-	at, err := w.f.tr.Seek(ctx, w.topic, w.f.subscribedAt)
+	if w.f.seeker == nil {
+		return head, nil
+	}
+	at, err := w.f.seeker.Seek(ctx, w.topic, w.f.subscribedAt)
 	if err != nil || at.Epoch != head.Epoch || at.Seq >= head.Seq {
 		return head, nil
 	}

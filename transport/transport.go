@@ -5,7 +5,9 @@
 // A Transport is the back end; the bus and the follower (package replay) sit
 // on top of it. Implementations live in sub-packages (memtransport,
 // redistransport) and every one of them must pass transporttest.Run.
-// Optional abilities are discovered with type assertions, never added here.
+// Optional abilities (PatternSubscriber, Seeker, TopicLister,
+// CheckpointStore, Owner) are discovered with type assertions, as
+// http.Flusher is: FeaturesOf reports them.
 package transport
 
 import (
@@ -14,6 +16,9 @@ import (
 )
 
 // Transport stores events in a per-topic backlog and delivers them live.
+// It is the core every back end has; the rest (patterns, seeking by time,
+// topic listing, checkpoints, ownership) are optional interfaces, see
+// FeaturesOf.
 //
 // Every method is safe for concurrent use. Methods that wait take a ctx and
 // return its error when it ends first. After Close every method returns an
@@ -42,13 +47,6 @@ type Transport interface {
 	// subscription: when it ends, the subscription ends.
 	Subscribe(ctx context.Context, topics ...string) (Subscription, error)
 
-	// SubscribePattern is Subscribe for glob patterns over topic names
-	// (`*` any run of characters, `?` one character, `[abc]` a class).
-	// A topic matched by several patterns of one subscription may be
-	// delivered once per pattern (Redis does so); receivers drop the
-	// duplicates by seq.
-	SubscribePattern(ctx context.Context, patterns ...string) (Subscription, error)
-
 	// Range returns up to limit events of topic that follow after, in order.
 	//
 	// When after.Epoch is empty or differs from the topic's current epoch,
@@ -61,6 +59,33 @@ type Transport interface {
 	// ErrUnknownTopic.
 	Range(ctx context.Context, topic string, after Position, limit int) (Page, error)
 
+	// Head returns the position of the last event published to topic
+	// (Position.ID may be empty). It returns ErrUnknownTopic for a topic
+	// that has never been published to or whose log was deleted.
+	Head(ctx context.Context, topic string) (Position, error)
+
+	// Close releases the transport's own resources and ends its
+	// subscriptions. It never closes a client the caller passed in.
+	// Closing a closed transport returns an error wrapping ErrClosed.
+	Close() error
+}
+
+// The optional abilities. A transport offers each by implementing its
+// interface; FeaturesOf tells which a transport offers, and callers assert
+// the interface only when it does.
+
+// PatternSubscriber subscribes to glob patterns over topic names.
+type PatternSubscriber interface {
+	// SubscribePattern is Subscribe for glob patterns over topic names
+	// (`*` any run of characters, `?` one character, `[abc]` a class).
+	// A topic matched by several patterns of one subscription may be
+	// delivered once per pattern (Redis does so); receivers drop the
+	// duplicates by seq.
+	SubscribePattern(ctx context.Context, patterns ...string) (Subscription, error)
+}
+
+// Seeker finds positions by publish time.
+type Seeker interface {
 	// Seek returns the position just before the first event of topic whose
 	// publish time is at or after t, so that Range(ctx, topic, pos, n) starts
 	// with that event. When no event is that recent, it returns Head.
@@ -68,16 +93,17 @@ type Transport interface {
 	// id); it is exact when event times follow log order to within its
 	// documented skew.
 	Seek(ctx context.Context, topic string, t time.Time) (Position, error)
+}
 
-	// Head returns the position of the last event published to topic
-	// (Position.ID may be empty). It returns ErrUnknownTopic for a topic
-	// that has never been published to or whose log was deleted.
-	Head(ctx context.Context, topic string) (Position, error)
-
+// TopicLister lists the known topics.
+type TopicLister interface {
 	// Topics lists the known topics whose names match the glob pattern
 	// ("" or "*" for all), sorted by name.
 	Topics(ctx context.Context, pattern string) ([]string, error)
+}
 
+// CheckpointStore keeps durable consumers' positions.
+type CheckpointStore interface {
 	// SaveCheckpoints stores the positions of the named durable consumer,
 	// one per topic, replacing earlier ones for those topics.
 	SaveCheckpoints(ctx context.Context, consumer string, cps map[string]Position) error
@@ -85,11 +111,39 @@ type Transport interface {
 	// LoadCheckpoints returns the saved positions of the named consumer by
 	// topic; an empty map when it has none.
 	LoadCheckpoints(ctx context.Context, consumer string) (map[string]Position, error)
+}
 
-	// Close releases the transport's own resources and ends its
-	// subscriptions. It never closes a client the caller passed in.
-	// Closing a closed transport returns an error wrapping ErrClosed.
-	Close() error
+// Features says which optional abilities a transport offers.
+type Features struct {
+	Patterns    bool // PatternSubscriber
+	Seek        bool // Seeker
+	Topics      bool // TopicLister
+	Checkpoints bool // CheckpointStore
+	Ownership   bool // Owner
+}
+
+// FeatureNarrower is implemented by a transport whose configuration turns
+// off an ability its type has (Redis with sharded Pub/Sub has no pattern
+// subscriptions): FeaturesOf keeps only what Features reports.
+type FeatureNarrower interface {
+	Features() Features
+}
+
+// FeaturesOf reports the optional abilities tr offers: the interfaces its
+// type implements, narrowed by its FeatureNarrower method when it has one.
+func FeaturesOf(tr Transport) Features {
+	_, p := tr.(PatternSubscriber)
+	_, s := tr.(Seeker)
+	_, t := tr.(TopicLister)
+	_, c := tr.(CheckpointStore)
+	_, o := tr.(Owner)
+	f := Features{Patterns: p, Seek: s, Topics: t, Checkpoints: c, Ownership: o}
+	if n, ok := tr.(FeatureNarrower); ok {
+		m := n.Features()
+		f = Features{Patterns: p && m.Patterns, Seek: s && m.Seek, Topics: t && m.Topics,
+			Checkpoints: c && m.Checkpoints, Ownership: o && m.Ownership}
+	}
+	return f
 }
 
 // Message is one event to publish.

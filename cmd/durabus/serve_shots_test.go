@@ -110,7 +110,7 @@ func TestServeScreenshotsAndFollowerNotices(t *testing.T) {
 	shot(t, m, dir, "console-topics-390.png")
 }
 
-func mustSave(t *testing.T, tr transport.Transport, consumer string, cps map[string]transport.Position) {
+func mustSave(t *testing.T, tr transport.CheckpointStore, consumer string, cps map[string]transport.Position) {
 	t.Helper()
 	if err := tr.SaveCheckpoints(context.Background(), consumer, cps); err != nil {
 		t.Fatalf("save checkpoints of %s: %v", consumer, err)

@@ -166,7 +166,10 @@ func runTail(ctx context.Context, e *env, opts any, args []string) error {
 
 // headsOf returns the head of topic, or of every topic matching the
 // pattern, that has a log.
-func headsOf(ctx context.Context, tr transport.Transport, pattern string, isPattern bool) (map[string]transport.Position, error) {
+func headsOf(ctx context.Context, tr interface {
+	transport.Transport
+	transport.TopicLister
+}, pattern string, isPattern bool) (map[string]transport.Position, error) {
 	topics := []string{pattern}
 	if isPattern {
 		var err error

@@ -21,8 +21,7 @@ func TestConformance(t *testing.T) {
 	transporttest.Run(t, func(t *testing.T) transport.Transport {
 		return memtransport.New(memtransport.WithMaxSize(64 << 10))
 	}, transporttest.Features{
-		MaxSize:  64 << 10,
-		Patterns: true,
+		MaxSize: 64 << 10,
 		DeleteTopic: func(t *testing.T, tr transport.Transport, topic string) {
 			tr.(*memtransport.Transport).DeleteTopic(topic)
 		},

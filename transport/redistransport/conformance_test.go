@@ -65,7 +65,12 @@ func conformance(t *testing.T, newClient func() redis.UniversalClient, patterns 
 		return tr
 	}, transporttest.Features{
 		MaxSize:     redistransport.DefaultMaxSize,
-		Patterns:    patterns,
 		DeleteTopic: deleteTopic(newClient),
 	})
+	if tr, err := redistransport.New(newClient(), opts...); err == nil {
+		if got := transport.FeaturesOf(tr).Patterns; got != patterns {
+			t.Errorf("FeaturesOf(...).Patterns = %v, want %v", got, patterns)
+		}
+		_ = tr.Close()
+	}
 }

@@ -56,9 +56,15 @@ func (t *Transport) Subscribe(ctx context.Context, topics ...string) (transport.
 	return t.subscribe(ctx, "subscribe", [][]string{chans})
 }
 
+// Features narrows what the transport offers (transport.FeaturesOf): with
+// WithShardedPubSub there are no pattern subscriptions.
+func (t *Transport) Features() transport.Features {
+	return transport.Features{Patterns: !t.cfg.sharded, Seek: true, Topics: true, Checkpoints: true, Ownership: true}
+}
+
 // SubscribePattern is Subscribe for glob patterns over topic names, with
-// PSUBSCRIBE on ns:{<pattern>}. It is not available with
-// WithShardedPubSub (the error wraps transport.ErrInvalidOption).
+// PSUBSCRIBE on ns:{<pattern>}. It is not offered with WithShardedPubSub
+// (Features; a call gets an error wrapping transport.ErrInvalidOption).
 func (t *Transport) SubscribePattern(ctx context.Context, patterns ...string) (transport.Subscription, error) {
 	if t.cfg.sharded {
 		return nil, fmt.Errorf("redistransport: subscribe pattern: %w: sharded Pub/Sub (WithShardedPubSub) has no patterns", transport.ErrInvalidOption)

@@ -303,6 +303,9 @@ func testRangeOtherEpoch(e *env) {
 // or after t, around millisecond boundaries and with several events in one
 // millisecond.
 func testSeek(e *env) {
+	if !e.feat.Seek {
+		e.Skip("the transport offers no transport.Seeker")
+	}
 	topic := e.topic("t")
 	// Close to now, in publish order: Redis stream ids come from its clock.
 	base := time.Now().Truncate(time.Millisecond).Add(-50 * time.Millisecond)
@@ -330,7 +333,7 @@ func testSeek(e *env) {
 	}
 	for _, c := range cases {
 		at := base.Add(c.at)
-		p, err := e.tr.Seek(e.ctx, topic, at)
+		p, err := e.seek.Seek(e.ctx, topic, at)
 		if err != nil {
 			e.Fatalf("Seek(base%+v): %v", c.at, err)
 		}
@@ -348,7 +351,7 @@ func testSeek(e *env) {
 			e.Errorf("Seek(base%+v) = %v: Range starts at %v, want event %d at %v", c.at, p, page.Events, c.first, pos[c.first])
 		}
 	}
-	if _, err := e.tr.Seek(e.ctx, e.topic("never"), base); !errors.Is(err, transport.ErrUnknownTopic) {
+	if _, err := e.seek.Seek(e.ctx, e.topic("never"), base); !errors.Is(err, transport.ErrUnknownTopic) {
 		e.Errorf("Seek of an unknown topic: %v, want ErrUnknownTopic", err)
 	}
 }
@@ -374,16 +377,19 @@ func testHead(e *env) {
 
 // testTopics: Topics lists the published topics matching a pattern, sorted.
 func testTopics(e *env) {
+	if !e.feat.Topics {
+		e.Skip("the transport offers no transport.TopicLister")
+	}
 	names := []string{e.topic("orders.b"), e.topic("orders.a"), e.topic("payments.a"), e.topic("orders.c")}
 	for _, n := range names {
 		e.publish(n, payload{})
 	}
-	got, err := e.tr.Topics(e.ctx, e.prefix+".orders.*")
+	got, err := e.list.Topics(e.ctx, e.prefix+".orders.*")
 	want := []string{e.topic("orders.a"), e.topic("orders.b"), e.topic("orders.c")}
 	if err != nil || !slices.Equal(got, want) {
 		e.Fatalf("Topics(orders.*) = %v, %v; want %v", got, err, want)
 	}
-	all, err := e.tr.Topics(e.ctx, "")
+	all, err := e.list.Topics(e.ctx, "")
 	if err != nil || !slices.IsSorted(all) {
 		e.Fatalf("Topics(\"\") = %v, %v; want sorted", all, err)
 	}
@@ -397,13 +403,13 @@ func testTopics(e *env) {
 // testPatterns: a pattern subscription gets the frames of matching topics,
 // with Delivery.Topic set, and no others; a bad pattern is ErrInvalidTopic.
 func testPatterns(e *env) {
-	if !e.f.Patterns {
-		e.Skip("Features.Patterns is false")
+	if !e.feat.Patterns {
+		e.Skip("the transport offers no transport.PatternSubscriber")
 	}
-	if _, err := e.tr.SubscribePattern(e.ctx, e.prefix+".[a"); !errors.Is(err, transport.ErrInvalidTopic) {
+	if _, err := e.ps.SubscribePattern(e.ctx, e.prefix+".[a"); !errors.Is(err, transport.ErrInvalidTopic) {
 		e.Fatalf("SubscribePattern with a bad pattern: %v, want ErrInvalidTopic", err)
 	}
-	sub, err := e.tr.SubscribePattern(e.ctx, e.prefix+".orders.*")
+	sub, err := e.ps.SubscribePattern(e.ctx, e.prefix+".orders.*")
 	if err != nil {
 		e.Fatal(err)
 	}
@@ -523,9 +529,9 @@ func testContextCancel(e *env) {
 	if err := sub.Err(); !errors.Is(err, context.Canceled) {
 		e.Fatalf("Err after cancel: %v, want context.Canceled", err)
 	}
-	if e.f.Patterns {
+	if e.feat.Patterns {
 		ctx, cancel := context.WithCancel(e.ctx)
-		psub, err := e.tr.SubscribePattern(ctx, e.prefix+".*")
+		psub, err := e.ps.SubscribePattern(ctx, e.prefix+".*")
 		if err != nil {
 			e.Fatal(err)
 		}
@@ -554,15 +560,21 @@ func testTransportClose(e *env) {
 	_, checks["Publish"] = e.tr.Publish(e.ctx, msg(topic, time.Now(), payload{}))
 	_, checks["PublishBatch"] = e.tr.PublishBatch(e.ctx, []transport.Message{msg(topic, time.Now(), payload{})})
 	_, checks["Subscribe"] = e.tr.Subscribe(e.ctx, topic)
-	if e.f.Patterns {
-		_, checks["SubscribePattern"] = e.tr.SubscribePattern(e.ctx, topic+"*")
+	if e.feat.Patterns {
+		_, checks["SubscribePattern"] = e.ps.SubscribePattern(e.ctx, topic+"*")
 	}
 	_, checks["Range"] = e.tr.Range(e.ctx, topic, transport.Position{}, 10)
-	_, checks["Seek"] = e.tr.Seek(e.ctx, topic, time.Now())
 	_, checks["Head"] = e.tr.Head(e.ctx, topic)
-	_, checks["Topics"] = e.tr.Topics(e.ctx, "*")
-	checks["SaveCheckpoints"] = e.tr.SaveCheckpoints(e.ctx, e.prefix, map[string]transport.Position{topic: p})
-	_, checks["LoadCheckpoints"] = e.tr.LoadCheckpoints(e.ctx, e.prefix)
+	if e.feat.Seek {
+		_, checks["Seek"] = e.seek.Seek(e.ctx, topic, time.Now())
+	}
+	if e.feat.Topics {
+		_, checks["Topics"] = e.list.Topics(e.ctx, "*")
+	}
+	if e.feat.Checkpoints {
+		checks["SaveCheckpoints"] = e.cps.SaveCheckpoints(e.ctx, e.prefix, map[string]transport.Position{topic: p})
+		_, checks["LoadCheckpoints"] = e.cps.LoadCheckpoints(e.ctx, e.prefix)
+	}
 	for name, err := range checks {
 		if !errors.Is(err, transport.ErrClosed) {
 			e.Errorf("%s after Close: %v, want ErrClosed", name, err)
@@ -573,6 +585,9 @@ func testTransportClose(e *env) {
 // testCheckpoints: saved positions load back equal; saving one topic again
 // replaces only it; an unknown consumer has none.
 func testCheckpoints(e *env) {
+	if !e.feat.Checkpoints {
+		e.Skip("the transport offers no transport.CheckpointStore")
+	}
 	real := e.publish(e.topic("a"), payload{})
 	consumer := e.prefix + ".consumer"
 	first := map[string]transport.Position{
@@ -580,23 +595,23 @@ func testCheckpoints(e *env) {
 		e.topic("b"): {Epoch: "e1", Seq: 42, ID: "1700000000000-3"},
 		e.topic("c"): {Epoch: "e2", Seq: 1},
 	}
-	if err := e.tr.SaveCheckpoints(e.ctx, consumer, first); err != nil {
+	if err := e.cps.SaveCheckpoints(e.ctx, consumer, first); err != nil {
 		e.Fatal(err)
 	}
-	got, err := e.tr.LoadCheckpoints(e.ctx, consumer)
+	got, err := e.cps.LoadCheckpoints(e.ctx, consumer)
 	if err != nil || !reflect.DeepEqual(got, first) {
 		e.Fatalf("Load = %v, %v; want %v", got, err, first)
 	}
 	update := map[string]transport.Position{e.topic("b"): {Epoch: "e1", Seq: 43, ID: "1700000000001-0"}}
-	if err := e.tr.SaveCheckpoints(e.ctx, consumer, update); err != nil {
+	if err := e.cps.SaveCheckpoints(e.ctx, consumer, update); err != nil {
 		e.Fatal(err)
 	}
 	first[e.topic("b")] = update[e.topic("b")]
-	got, err = e.tr.LoadCheckpoints(e.ctx, consumer)
+	got, err = e.cps.LoadCheckpoints(e.ctx, consumer)
 	if err != nil || !reflect.DeepEqual(got, first) {
 		e.Fatalf("Load after overwrite = %v, %v; want %v", got, err, first)
 	}
-	got, err = e.tr.LoadCheckpoints(e.ctx, e.prefix+".nobody")
+	got, err = e.cps.LoadCheckpoints(e.ctx, e.prefix+".nobody")
 	if err != nil || len(got) != 0 {
 		e.Fatalf("Load of an unknown consumer = %v, %v; want empty", got, err)
 	}

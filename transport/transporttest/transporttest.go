@@ -27,14 +27,15 @@ import (
 	"github.com/durabus/durabus/transport"
 )
 
-// Features declares what the transport under test supports.
+// Features configures the suite for the transport under test. Which
+// optional abilities it tests (patterns, seeking, topic listing,
+// checkpoints) it learns from transport.FeaturesOf, as the bus and the
+// follower do.
 type Features struct {
 	// MaxSize is the transport's limit for Message.Data in bytes: the suite
 	// publishes exactly MaxSize bytes (accepted) and MaxSize+1 (rejected
 	// with ErrTooLarge, alone and inside a batch). 0 skips those checks.
 	MaxSize int
-	// Patterns says that SubscribePattern is supported.
-	Patterns bool
 	// DeleteTopic removes a topic's whole log and metadata, so that the
 	// next publish starts a new epoch at seq 1. nil skips the epoch tests.
 	DeleteTopic func(t *testing.T, tr transport.Transport, topic string)
@@ -101,7 +102,12 @@ func Run(t *testing.T, newTransport func(t *testing.T) transport.Transport, f Fe
 					t.Errorf("Close: %v", err)
 				}
 			})
-			tc.fn(&env{T: t, tr: tr, f: f, ctx: ctx, prefix: prefix(tc.name)})
+			e := &env{T: t, tr: tr, f: f, feat: transport.FeaturesOf(tr), ctx: ctx, prefix: prefix(tc.name)}
+			e.ps, _ = tr.(transport.PatternSubscriber)
+			e.seek, _ = tr.(transport.Seeker)
+			e.list, _ = tr.(transport.TopicLister)
+			e.cps, _ = tr.(transport.CheckpointStore)
+			tc.fn(e)
 		})
 	}
 }
@@ -111,6 +117,11 @@ type env struct {
 	*testing.T
 	tr     transport.Transport
 	f      Features
+	feat   transport.Features // what tr offers (transport.FeaturesOf)
+	ps     transport.PatternSubscriber
+	seek   transport.Seeker
+	list   transport.TopicLister
+	cps    transport.CheckpointStore
 	ctx    context.Context
 	prefix string
 }
