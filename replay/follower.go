@@ -57,7 +57,7 @@ func (e *HandlerError) Unwrap() error { return e.Err }
 // unrecoverable loss reported. Create it with New, start it with Run.
 // Its methods are safe for concurrent use.
 type Follower struct {
-	tr  transport.Transport
+	tr transport.Transport
 	// The transport's optional abilities this follower uses (nil when it
 	// does not need them; New refuses what it needs and they lack).
 	patterns transport.PatternSubscriber
@@ -65,9 +65,9 @@ type Follower struct {
 	seeker   transport.Seeker // nil: a NewOnly start is the head
 	store    transport.CheckpointStore
 	h        Handler
-	cfg config
-	log *slog.Logger
-	cp  *checkpointer
+	cfg      config
+	log      *slog.Logger
+	cp       *checkpointer
 
 	ran       atomic.Bool
 	connected atomic.Bool
