@@ -19,7 +19,7 @@ func (benchEvent) EventType() string { return "bench.event" }
 // BenchmarkPublish is bus.Publish's own cost (envelope, JSON encoding,
 // validation) on the in-memory transport.
 func BenchmarkPublish(b *testing.B) {
-	mem := memtransport.New(memtransport.WithMaxLen(1000))
+	mem, _ := memtransport.New(memtransport.WithMaxLen(1000))
 	defer mem.Close()
 	bb, err := bus.New(mem, bus.WithSource("bench"))
 	if err != nil {

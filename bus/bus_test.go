@@ -88,7 +88,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 func newMem(t testing.TB) *memtransport.Transport {
-	mem := memtransport.New()
+	mem, _ := memtransport.New()
 	t.Cleanup(func() { mem.Close() })
 	return mem
 }

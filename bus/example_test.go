@@ -25,7 +25,7 @@ func runUntil(b *bus.Bus, handled <-chan struct{}, n int) {
 }
 
 func ExampleNew() {
-	tr := memtransport.New() // redistransport.New(rdb) for Redis
+	tr, _ := memtransport.New() // redistransport.New(rdb) for Redis
 	defer tr.Close()
 	b, err := bus.New(tr, bus.WithSource("signup-service"))
 	if err != nil {
@@ -38,7 +38,7 @@ func ExampleNew() {
 }
 
 func ExampleSubscribe() {
-	tr := memtransport.New()
+	tr, _ := memtransport.New()
 	defer tr.Close()
 	b, _ := bus.New(tr)
 	ctx := context.Background()
@@ -61,7 +61,7 @@ func ExampleSubscribe() {
 }
 
 func ExampleBus_Publish() {
-	tr := memtransport.New()
+	tr, _ := memtransport.New()
 	defer tr.Close()
 	b, _ := bus.New(tr, bus.WithRoute("user.signed_up", "users"))
 	defer b.Close()
@@ -78,7 +78,7 @@ func ExampleBus_Publish() {
 }
 
 func ExampleSince() {
-	tr := memtransport.New()
+	tr, _ := memtransport.New()
 	defer tr.Close()
 	b, _ := bus.New(tr)
 	ctx := context.Background()
@@ -100,7 +100,7 @@ func ExampleSince() {
 }
 
 func ExampleWithConsumer() {
-	tr := memtransport.New()
+	tr, _ := memtransport.New()
 	defer tr.Close()
 	ctx := context.Background()
 	work := func(label string, n int) {
@@ -124,7 +124,7 @@ func ExampleWithConsumer() {
 }
 
 func ExampleSubscription_Drain() {
-	tr := memtransport.New()
+	tr, _ := memtransport.New()
 	defer tr.Close()
 	b, _ := bus.New(tr)
 	defer b.Close()

@@ -23,7 +23,7 @@ func (blob) EventType() string { return "blob" }
 // transport's is refused at New.
 func TestEventSizeLimits(t *testing.T) {
 	const limit = 1000
-	tr := memtransport.New(memtransport.WithMaxSize(limit))
+	tr, _ := memtransport.New(memtransport.WithMaxSize(limit))
 	defer tr.Close()
 	if _, err := bus.New(tr, bus.WithMaxEventSize(4*limit)); !errors.Is(err, bus.ErrInvalidOption) || !strings.Contains(err.Error(), "the transport accepts at most 1000 bytes") {
 		t.Errorf("WithMaxEventSize above the transport's limit: %v", err)

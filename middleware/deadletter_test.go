@@ -75,7 +75,7 @@ func TestDeadLetter(t *testing.T) {
 func TestDeadLettersDoNotFeedAPatternThatMatchesThem(t *testing.T) {
 	// "order.*" also matches "order.placed.dead": without care a failing
 	// handler behind DeadLetter would dead-letter its own dead letters.
-	mem := memtransport.New()
+	mem, _ := memtransport.New()
 	defer mem.Close()
 	b, _ := bus.New(mem, bus.WithFollowerOptions(replay.WithHeadCheck(20*time.Millisecond)))
 	var calls atomic.Int64

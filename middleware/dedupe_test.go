@@ -148,7 +148,7 @@ func (placed) EventType() string { return "order.placed" }
 func TestDedupeIsPerSubscription(t *testing.T) {
 	// One store for the whole bus: the typed and the pattern subscription
 	// each handle every event once.
-	mem := memtransport.New()
+	mem, _ := memtransport.New()
 	defer mem.Close()
 	store := middleware.NewMemoryStore(1000, time.Hour)
 	b, _ := bus.New(mem, bus.WithMiddleware(middleware.Dedupe(store)),

@@ -24,7 +24,7 @@ func (ChargeCard) EventType() string { return "payment.charge" }
 // is tried three times, then its event is set aside in
 // "payment.charge.dead" and the topic goes on.
 func ExampleDefault() {
-	tr := memtransport.New() // redistransport.New(rdb) for Redis
+	tr, _ := memtransport.New() // redistransport.New(rdb) for Redis
 	defer tr.Close()
 	ctx := context.Background()
 

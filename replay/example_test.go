@@ -12,7 +12,7 @@ import (
 // A follower on its own, over raw deliveries: it replays the backlog from
 // the beginning, then goes on live, in order, reporting any loss.
 func ExampleNew() {
-	tr := memtransport.New()
+	tr, _ := memtransport.New()
 	defer tr.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

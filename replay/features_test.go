@@ -17,7 +17,7 @@ import (
 type coreOnly struct{ transport.Transport }
 
 func TestFollowerNeedsTheAbilitiesItsOptionsUse(t *testing.T) {
-	mem := memtransport.New()
+	mem, _ := memtransport.New()
 	defer mem.Close()
 	tr := coreOnly{mem}
 	if f := transport.FeaturesOf(tr); f != (transport.Features{}) {

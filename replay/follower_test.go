@@ -44,7 +44,7 @@ type recorder struct {
 // newMem returns a memory transport closed after the test's followers
 // stopped.
 func newMem(t testing.TB, opts ...memtransport.Option) *memtransport.Transport {
-	mem := memtransport.New(opts...)
+	mem, _ := memtransport.New(opts...)
 	t.Cleanup(func() { mem.Close() })
 	return mem
 }

@@ -30,7 +30,7 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mem := memtransport.New()
+	mem, _ := memtransport.New()
 	defer mem.Close()
 	store := middleware.NewMemoryStore(0, 0)
 	b, err := bus.New(mem, bus.WithPublishHook(met.PublishHook),

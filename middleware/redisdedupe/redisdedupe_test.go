@@ -83,7 +83,7 @@ func TestStoreLayoutAndExpiry(t *testing.T) {
 func TestNewNamesAndOptions(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	mem := memtransport.New()
+	mem, _ := memtransport.New()
 	defer mem.Close()
 	for _, name := range []string{"billing", "billing@orders.*", "svc{eu}", "a", strings.Repeat("x", 400), "", "two words", "tab\t", "é", strings.Repeat("x", 401)} {
 		_, busErr := bus.New(mem, bus.WithConsumer(name))

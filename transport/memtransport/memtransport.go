@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -32,19 +33,27 @@ const (
 var _ transport.Transport = (*Transport)(nil)
 
 // Option configures New.
-type Option func(*Transport)
+type Option func(*Transport) error
 
 // WithMaxLen keeps at most n entries per topic, trimming the oldest on
 // publish. Default DefaultMaxLen; n <= 0 keeps every entry.
-func WithMaxLen(n int) Option { return func(t *Transport) { t.maxLen = n } }
+func WithMaxLen(n int) Option { return func(t *Transport) error { t.maxLen = n; return nil } }
 
 // WithMaxAge trims, on publish, the entries published (by the transport's
-// clock) more than d ago. Default 0: no age limit.
-func WithMaxAge(d time.Duration) Option { return func(t *Transport) { t.maxAge = d } }
+// clock) more than d ago. Default 0: no age limit; a negative d is refused.
+func WithMaxAge(d time.Duration) Option {
+	return func(t *Transport) error {
+		if d < 0 {
+			return fmt.Errorf("WithMaxAge(%v): negative", d)
+		}
+		t.maxAge = d
+		return nil
+	}
+}
 
 // WithMaxSize rejects events whose Data is longer than n bytes with
 // transport.ErrTooLarge. Default DefaultMaxSize; n <= 0 means no limit.
-func WithMaxSize(n int) Option { return func(t *Transport) { t.maxSize = n } }
+func WithMaxSize(n int) Option { return func(t *Transport) error { t.maxSize = n; return nil } }
 
 // MaxSize returns the largest encoded event (the whole envelope) that
 // Publish accepts, in bytes; 0 means no limit (WithMaxSize).
@@ -52,11 +61,27 @@ func (t *Transport) MaxSize() int { return max(t.maxSize, 0) }
 
 // WithBuffer sets how many frames a subscription queues for a receiver
 // that falls behind before it drops frames and signals Dropped.
-// Default DefaultBuffer; values below 1 mean 1.
-func WithBuffer(n int) Option { return func(t *Transport) { t.buffer = max(n, 1) } }
+// Default DefaultBuffer; n below 1 is refused.
+func WithBuffer(n int) Option {
+	return func(t *Transport) error {
+		if n < 1 {
+			return fmt.Errorf("WithBuffer(%d): want at least 1", n)
+		}
+		t.buffer = n
+		return nil
+	}
+}
 
 // WithClock replaces time.Now for entry ids and age retention (tests).
-func WithClock(now func() time.Time) Option { return func(t *Transport) { t.now = now } }
+func WithClock(now func() time.Time) Option {
+	return func(t *Transport) error {
+		if now == nil {
+			return errors.New("WithClock(nil)")
+		}
+		t.now = now
+		return nil
+	}
+}
 
 // Transport is the in-process transport. It is safe for concurrent use.
 // Close ends its subscriptions; after Close every method returns an error
@@ -94,8 +119,9 @@ type entry struct {
 	data []byte
 }
 
-// New returns an empty transport.
-func New(opts ...Option) *Transport {
+// New returns an empty transport. Invalid options are all reported, in an
+// error that wraps transport.ErrInvalidOption.
+func New(opts ...Option) (*Transport, error) {
 	t := &Transport{
 		maxLen:      DefaultMaxLen,
 		maxSize:     DefaultMaxSize,
@@ -105,10 +131,16 @@ func New(opts ...Option) *Transport {
 		subs:        make(map[*subscription]struct{}),
 		checkpoints: make(map[string]map[string]transport.Position),
 	}
+	var errs []error
 	for _, o := range opts {
-		o(t)
+		if err := o(t); err != nil {
+			errs = append(errs, fmt.Errorf("memtransport: %w: %w", transport.ErrInvalidOption, err))
+		}
 	}
-	return t
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 func errClosed(op string) error { return fmt.Errorf("memtransport: %s: %w", op, transport.ErrClosed) }

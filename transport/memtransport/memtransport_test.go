@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +20,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestConformance(t *testing.T) {
 	transporttest.Run(t, func(t *testing.T) transport.Transport {
-		return memtransport.New(memtransport.WithMaxSize(64 << 10))
+		tr, err := memtransport.New(memtransport.WithMaxSize(64 << 10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
 	}, transporttest.Features{
 		MaxSize: 64 << 10,
 		DeleteTopic: func(t *testing.T, tr transport.Transport, topic string) {
@@ -64,7 +69,7 @@ func seqs(p transport.Page) []uint64 {
 }
 
 func TestRetentionByCount(t *testing.T) {
-	tr := memtransport.New(memtransport.WithMaxLen(10))
+	tr, _ := memtransport.New(memtransport.WithMaxLen(10))
 	defer tr.Close()
 	ctx := context.Background()
 	publishN(t, tr, "r", 25)
@@ -91,7 +96,7 @@ func TestRetentionByAge(t *testing.T) {
 	now := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	tr := memtransport.New(memtransport.WithMaxAge(time.Minute), memtransport.WithClock(clock))
+	tr, _ := memtransport.New(memtransport.WithMaxAge(time.Minute), memtransport.WithClock(clock))
 	defer tr.Close()
 	ctx := context.Background()
 
@@ -124,7 +129,7 @@ func idAfter(a, b string) bool {
 }
 
 func TestSlowSubscriberGetsExactDroppedRange(t *testing.T) {
-	tr := memtransport.New(memtransport.WithBuffer(4))
+	tr, _ := memtransport.New(memtransport.WithBuffer(4))
 	defer tr.Close()
 	sub, err := tr.Subscribe(context.Background(), "slow", "other")
 	if err != nil {
@@ -149,7 +154,7 @@ func TestSlowSubscriberGetsExactDroppedRange(t *testing.T) {
 }
 
 func TestDroppedRangesPerTopic(t *testing.T) {
-	tr := memtransport.New(memtransport.WithBuffer(2))
+	tr, _ := memtransport.New(memtransport.WithBuffer(2))
 	defer tr.Close()
 	sub, err := tr.Subscribe(context.Background(), "a", "b")
 	if err != nil {
@@ -175,7 +180,7 @@ func TestDroppedRangesPerTopic(t *testing.T) {
 }
 
 func TestDropFramesIsSilent(t *testing.T) {
-	tr := memtransport.New()
+	tr, _ := memtransport.New()
 	defer tr.Close()
 	sub, err := tr.Subscribe(context.Background(), "d")
 	if err != nil {
@@ -204,7 +209,7 @@ func TestDropFramesIsSilent(t *testing.T) {
 }
 
 func TestDisconnectReconnect(t *testing.T) {
-	tr := memtransport.New()
+	tr, _ := memtransport.New()
 	defer tr.Close()
 	sub, err := tr.Subscribe(context.Background(), "x")
 	if err != nil {
@@ -234,7 +239,7 @@ func TestDisconnectReconnect(t *testing.T) {
 }
 
 func TestConcurrentPublishSubscribeClose(t *testing.T) {
-	tr := memtransport.New(memtransport.WithBuffer(8))
+	tr, _ := memtransport.New(memtransport.WithBuffer(8))
 	ctx, cancel := context.WithCancel(context.Background())
 	var pubs, subs sync.WaitGroup
 	published := make(chan struct{})
@@ -288,7 +293,7 @@ func TestConcurrentPublishSubscribeClose(t *testing.T) {
 
 func ExampleNew() {
 	ctx := context.Background()
-	tr := memtransport.New()
+	tr, _ := memtransport.New()
 	defer tr.Close()
 
 	sub, _ := tr.Subscribe(ctx, "orders")
@@ -306,4 +311,16 @@ func ExampleNew() {
 	// frame 1 {"n":1}
 	// frame 2 {"n":2}
 	// backlog: 2 events
+}
+
+func TestNewRefusesInvalidOptions(t *testing.T) {
+	tr, err := memtransport.New(memtransport.WithBuffer(0), memtransport.WithMaxAge(-time.Second), memtransport.WithClock(nil))
+	if tr != nil || !errors.Is(err, transport.ErrInvalidOption) {
+		t.Fatalf("New = %v, %v; want ErrInvalidOption", tr, err)
+	}
+	for _, want := range []string{"WithBuffer(0)", "WithMaxAge(-1s)", "WithClock(nil)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%v does not name %s", err, want)
+		}
+	}
 }
