@@ -12,12 +12,13 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/durabus/durabus/bus"
+	"github.com/durabus/durabus/internal/redistest"
 	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport"
 	"github.com/durabus/durabus/transport/memtransport"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, redistest.LeakOptions()...) }
 
 type OrderPlaced struct {
 	ID    string `json:"id"`
