@@ -98,7 +98,11 @@ const (
 // entry turns a log entry into a Delivery: an event (fields seq >= 1 and e)
 // or a rollback marker (fields seq and rb = "<epoch> <from> <to>", no e).
 // Anything else is junk, which is counted and logged.
-func (t *Transport) entry(topic, epoch string, m redis.XMessage) (transport.Delivery, entryKind) {
+//
+// An event's Data is left nil and its envelope returned apart, as go-redis
+// gave it: the caller copies it where the receiver will own it (Range: one
+// allocation per page, copyData) or only reads it (Seek).
+func (t *Transport) entry(topic, epoch string, m redis.XMessage) (transport.Delivery, string, entryKind) {
 	seqText, _ := m.Values["seq"].(string)
 	seq, err := strconv.ParseUint(seqText, 10, 64)
 	if err == nil {
@@ -107,8 +111,7 @@ func (t *Transport) entry(topic, epoch string, m redis.XMessage) (transport.Deli
 				return transport.Delivery{
 					Topic:    topic,
 					Position: transport.Position{Epoch: epoch, Seq: seq, ID: m.ID},
-					Data:     []byte(data), // a copy: the receiver owns and may change it
-				}, eventEntry
+				}, data, eventEntry
 			}
 		} else if rb, ok := m.Values["rb"].(string); ok {
 			if r, ok := parseRollback(rb); ok {
@@ -116,14 +119,35 @@ func (t *Transport) entry(topic, epoch string, m redis.XMessage) (transport.Deli
 					Topic:    topic,
 					Position: transport.Position{Epoch: epoch, Seq: seq, ID: m.ID},
 					Rollback: r,
-				}, markerEntry
+				}, "", markerEntry
 			}
 		}
 	}
 	t.stats.junk.Add(1)
 	t.log.Warn("redistransport: skipped a backlog entry without valid seq and e (or rb) fields",
 		"topic", topic, "id", m.ID)
-	return transport.Delivery{}, junkEntry
+	return transport.Delivery{}, "", junkEntry
+}
+
+// copyData gives the events of ds (their envelopes in datas, in order)
+// copies of their envelopes in one allocation: each Data is its own
+// capped slice of it, which the receiver owns and may change or append to
+// without touching its neighbours (the allocation lives as long as one of
+// them is kept, as a live frame's does).
+func copyData(ds []transport.Delivery, datas []string) {
+	n := 0
+	for _, s := range datas {
+		n += len(s)
+	}
+	buf := make([]byte, 0, n)
+	for i, s := range datas {
+		if ds[i].Rollback != nil {
+			continue
+		}
+		off := len(buf)
+		buf = append(buf, s...)
+		ds[i].Data = buf[off:len(buf):len(buf)]
+	}
 }
 
 // parseRollback parses a marker's rb field, "<epoch> <from> <to>" with
@@ -202,18 +226,23 @@ func (t *Transport) Range(ctx context.Context, topic string, after transport.Pos
 		} else if epoch != page.Epoch {
 			return page, nil // the log was reset meanwhile; the next read sees it
 		}
+		start := len(page.Events)
+		var datas []string
 		for _, m := range entries {
-			switch d, kind := t.entry(topic, epoch, m); kind {
+			switch d, data, kind := t.entry(topic, epoch, m); kind {
 			case eventEntry:
 				if d.Position.Seq > minSeq {
 					page.Events = append(page.Events, d)
+					datas = append(datas, data)
 				}
 			case markerEntry:
 				if d.Position.Seq >= minSeq {
 					page.Events = append(page.Events, d)
+					datas = append(datas, "")
 				}
 			}
 		}
+		copyData(page.Events[start:], datas)
 		if len(entries) < need || len(page.Events) >= limit {
 			return page, nil
 		}
@@ -274,14 +303,14 @@ func (t *Transport) seek(ctx context.Context, topic string, tm time.Time, start 
 			return transport.Position{}, false, nil
 		}
 		for _, m := range entries {
-			d, kind := t.entry(topic, epoch, m)
+			d, data, kind := t.entry(topic, epoch, m)
 			if kind != eventEntry {
 				continue
 			}
 			var env struct {
 				Time time.Time `json:"time"`
 			}
-			if json.Unmarshal(d.Data, &env) != nil || env.Time.IsZero() {
+			if json.Unmarshal([]byte(data), &env) != nil || env.Time.IsZero() {
 				t.log.Warn("redistransport: seek skipped an entry without a readable time", "topic", topic, "id", m.ID)
 				continue
 			}
