@@ -260,14 +260,23 @@ func (f *Follower) runOwned(ctx context.Context) (lost bool, err error) {
 // that this process never hands an entry over twice.
 func (f *Follower) reset() {
 	f.mu.Lock()
-	f.kept = make(map[string]transport.Position, len(f.workers))
-	f.keptSuspects = make(map[string][]suspect)
+	// Merged, not replaced: a term that ended before it started a topic's
+	// worker (a lease lost right after it was claimed) keeps what the
+	// terms before it reached on that topic.
+	if f.kept == nil {
+		f.kept = make(map[string]transport.Position, len(f.workers))
+	}
+	if f.keptSuspects == nil {
+		f.keptSuspects = make(map[string][]suspect)
+	}
 	for t, w := range f.workers {
 		if w.cursor.Epoch != "" {
 			f.kept[t] = w.cursor
 		}
 		if len(w.suspects) > 0 {
 			f.keptSuspects[t] = w.suspects
+		} else {
+			delete(f.keptSuspects, t)
 		}
 	}
 	f.workers = make(map[string]*worker)

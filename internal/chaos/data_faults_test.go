@@ -1313,14 +1313,14 @@ func (f *dataFacts) around(sub, topic string, r int64) string {
 		if l.Next != "" {
 			next = f.order(f.lineage(topic, l.Next))
 		}
-		if from <= r+2000 && (next < 0 || next >= r-2000) {
+		if from >= r-300 && from <= r+300 || next >= 0 && from <= r && next >= r {
 			rs = append(rs, fmt.Sprintf("%s r%d %d..%d next r%d", l.Reason, from, l.From, l.To, next))
 		}
 	}
 	handled := map[int64]int{}
 	for _, dl := range f.dels[sub] {
 		if dl.topic == topic {
-			if o := f.order(f.lineage(topic, dl.epoch)); o >= r-2000 && o <= r+2000 {
+			if o := f.order(f.lineage(topic, dl.epoch)); o >= r-300 && o <= r+300 {
 				handled[o]++
 			}
 		}
