@@ -248,17 +248,20 @@ type dataDel struct {
 	seq   uint64
 	id    string
 	inc   int // process incarnation (children), 0 in this process
+	at    int64 // when it was recorded, in the order of the records
 }
 
 // dataLoss is one LossError a subscriber reported.
 type dataLoss struct {
 	replay.LossError
 	inc int
+	at  int64 // when it was recorded, in the order of the records
 }
 
 // dataRec records what the subscribers were handed and told.
 type dataRec struct {
 	mu      sync.Mutex
+	seq     int64 // orders the records
 	dels    map[string][]dataDel
 	got     map[string]map[int64]bool
 	maxK    map[string]map[string]int64 // sub -> topic -> highest k handled
@@ -277,6 +280,8 @@ func newDataRec() *dataRec {
 func (r *dataRec) delivered(sub string, d dataDel) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.seq++
+	d.at = r.seq
 	r.dels[sub] = append(r.dels[sub], d)
 	if r.got[sub] == nil {
 		r.got[sub] = map[int64]bool{}
@@ -290,7 +295,8 @@ func (r *dataRec) delivered(sub string, d dataDel) {
 
 func (r *dataRec) lost(sub string, l replay.LossError, inc int) {
 	r.mu.Lock()
-	r.losses[sub] = append(r.losses[sub], dataLoss{LossError: l, inc: inc})
+	r.seq++
+	r.losses[sub] = append(r.losses[sub], dataLoss{LossError: l, inc: inc, at: r.seq})
 	r.mu.Unlock()
 }
 
@@ -1303,7 +1309,11 @@ func (f *dataFacts) covered(ls []dataLoss, topic, lin string, seq uint64) bool {
 // on topic near the lineage of rank r: its reports (with their lineages'
 // ranks) and the ranks of the lineages it handled.
 func (f *dataFacts) around(sub, topic string, r int64) string {
-	var rs []string
+	type ev struct {
+		at   int64
+		text string
+	}
+	var evs []ev
 	for _, l := range f.losses[sub] {
 		if l.Topic != topic {
 			continue
@@ -1314,18 +1324,22 @@ func (f *dataFacts) around(sub, topic string, r int64) string {
 			next = f.order(f.lineage(topic, l.Next))
 		}
 		if from >= r-300 && from <= r+300 || next >= 0 && from <= r && next >= r {
-			rs = append(rs, fmt.Sprintf("%s r%d %d..%d next r%d", l.Reason, from, l.From, l.To, next))
+			evs = append(evs, ev{l.at, fmt.Sprintf("L%d %s r%d %d..%d next r%d", l.inc, l.Reason, from, l.From, l.To, next)})
 		}
 	}
-	handled := map[int64]int{}
 	for _, dl := range f.dels[sub] {
 		if dl.topic == topic {
 			if o := f.order(f.lineage(topic, dl.epoch)); o >= r-300 && o <= r+300 {
-				handled[o]++
+				evs = append(evs, ev{dl.at, fmt.Sprintf("D%d r%d/%d", dl.inc, o, dl.seq)})
 			}
 		}
 	}
-	return fmt.Sprintf("reports %v, handled lineages %v", rs, handled)
+	sort.Slice(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.text)
+	}
+	return strings.Join(out, ", ")
 }
 
 // dataVerdict is checkData's count for one subscriber.
