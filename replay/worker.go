@@ -450,21 +450,6 @@ func (w *worker) sameLog(ctx context.Context, epoch string, count int) (transpor
 		page.Events = page.Events[1:]
 		return page, true, nil
 	case first.Rollback == nil && first.Position.Seq == c.Seq+1 && idAfter(first.Position.ID, c.ID):
-		// The cursor's entry is gone (trimmed) and the next one carries the
-		// next seq. That is the same log only if the log began at or before
-		// the cursor's entry: a log made anew after it (evicted with its
-		// meta hash, its first entries gone too) can carry the next seq by
-		// chance.
-		oldest, err := w.f.tr.Range(ctx, w.topic, transport.Position{}, 1)
-		if err != nil {
-			return transport.Page{}, false, err
-		}
-		if oldest.Epoch != epoch || len(oldest.Events) == 0 {
-			return transport.Page{}, false, errChurn
-		}
-		if idAfter(oldest.Events[0].Position.ID, c.ID) {
-			return transport.Page{}, false, nil
-		}
 		if len(page.Events) > count {
 			page.Events = page.Events[:count]
 		}
