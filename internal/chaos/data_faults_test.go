@@ -247,7 +247,7 @@ type dataDel struct {
 	epoch string
 	seq   uint64
 	id    string
-	inc   int // process incarnation (children), 0 in this process
+	inc   int   // process incarnation (children), 0 in this process
 	at    int64 // when it was recorded, in the order of the records
 }
 
