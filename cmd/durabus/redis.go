@@ -54,18 +54,23 @@ func connect(ctx context.Context, e *env, busOpts ...bus.Option) (*conn, error) 
 
 // wrap builds a transport and a bus on an open client.
 func wrap(rdb *redis.Client, addr, namespace string, busOpts ...bus.Option) (*conn, error) {
+	// The commands print what they see themselves: the library's log says
+	// only what they would not (losses, handler panics), on stderr.
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	return wrapWith(rdb, addr, namespace, "durabus-cli", log, busOpts...)
+}
+
+// wrapWith is wrap with the bus's source and the library's logger given.
+func wrapWith(rdb *redis.Client, addr, namespace, source string, log *slog.Logger, busOpts ...bus.Option) (*conn, error) {
 	ns := namespace
 	if ns == "" {
 		ns = redistransport.DefaultNamespace
 	}
-	// The commands print what they see themselves: the library's log says
-	// only what they would not (losses, handler panics), on stderr.
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	tr, err := redistransport.New(rdb, redistransport.WithNamespace(ns), redistransport.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("namespace %q: %w", ns, errors.Unwrap(err))
 	}
-	b, err := bus.New(tr, append([]bus.Option{bus.WithSource("durabus-cli"), bus.WithLogger(log)}, busOpts...)...)
+	b, err := bus.New(tr, append([]bus.Option{bus.WithSource(source), bus.WithLogger(log)}, busOpts...)...)
 	if err != nil {
 		_ = tr.Close()
 		return nil, err

@@ -12,13 +12,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/console"
 	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport"
-	"github.com/durabus/durabus/transport/redistransport"
 )
 
 type serveOpts struct {
@@ -102,7 +99,7 @@ func runServe(ctx context.Context, e *env, opts any, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := wrapConsole(rdb, addr, e.namespace, log,
+	c, err := wrapWith(rdb, addr, e.namespace, "durabus-console", log,
 		bus.WithOnError(func(err error) { con.Report(console.Notice{Kind: "error", Message: err.Error()}) }),
 		bus.WithFollowerOptions(replay.WithOnReconnect(func(reason string) {
 			con.Report(console.Notice{Kind: "reconnect", Message: "live connection rebuilt (" + reason + "); repairing from the backlog"})
@@ -160,24 +157,6 @@ func runServe(ctx context.Context, e *env, opts any, args []string) error {
 		err = nil
 	}
 	return err
-}
-
-// wrapConsole is wrap with the console's logger.
-func wrapConsole(rdb *redis.Client, addr, namespace string, log *slog.Logger, busOpts ...bus.Option) (*conn, error) {
-	ns := namespace
-	if ns == "" {
-		ns = redistransport.DefaultNamespace
-	}
-	tr, err := redistransport.New(rdb, redistransport.WithNamespace(ns), redistransport.WithLogger(log))
-	if err != nil {
-		return nil, fmt.Errorf("namespace %q: %w", ns, errors.Unwrap(err))
-	}
-	b, err := bus.New(tr, append([]bus.Option{bus.WithSource("durabus-console"), bus.WithLogger(log)}, busOpts...)...)
-	if err != nil {
-		_ = tr.Close()
-		return nil, err
-	}
-	return &conn{rdb: rdb, tr: tr, bus: b, addr: addr, ns: ns}, nil
 }
 
 // serveSource is the console's Source: the stats command's collectStats,
