@@ -174,12 +174,26 @@ func TestSubscriptionStopBeforeRun(t *testing.T) {
 	}
 	sub.Stop()
 	<-sub.Done()
+	if len(b.Status()) != 0 {
+		t.Fatalf("Status = %+v, want no subscription", b.Status())
+	}
+	// The key is free again: a new handler takes it, and only it gets the
+	// event.
+	got := make(chan struct{}, 1)
+	if _, err := b.Handle("a", bus.HandlerFunc(func(context.Context, *bus.Message) error { got <- struct{}{}; return nil })); err != nil {
+		t.Fatal(err)
+	}
 	start(t, b)
 	if _, err := b.Publish(context.Background(), OrderPlaced{ID: "1"}, bus.ToTopic("a")); err != nil {
 		t.Fatal(err)
 	}
-	if len(b.Status()) != 0 {
-		t.Fatalf("Status = %+v, want no subscription", b.Status())
+	select {
+	case <-got:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the new handler got nothing")
+	}
+	if n.Load() != 0 {
+		t.Fatalf("the stopped handler was called %d times", n.Load())
 	}
 }
 
