@@ -157,7 +157,12 @@ func (w *worker) beginning(ctx context.Context) (transport.Position, error) {
 	if err != nil || len(page.Events) == 0 {
 		return transport.Position{Epoch: page.Epoch}, err
 	}
-	return transport.Position{Epoch: page.Epoch, Seq: page.Events[0].Position.Seq - 1}, nil
+	// With the stream id just before the first entry: a saved start that
+	// a new epoch over the same log (its meta hash remade) must be told
+	// from a new log by, as a cursor is (sameLog).
+	first := page.Events[0].Position
+	id, _ := predID(first.ID)
+	return transport.Position{Epoch: page.Epoch, Seq: first.Seq - 1, ID: id}, nil
 }
 
 // saveStart saves the resolved start position of a durable consumer's
