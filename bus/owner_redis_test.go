@@ -217,6 +217,97 @@ func TestRedisEpochChurnNeverHandsAnEntryTwice(t *testing.T) {
 	}
 }
 
+func TestRedisNewLogThatGoesOnAtTheCursorsSeqIsReported(t *testing.T) {
+	// A durable consumer stops at seq 5. The log and its meta hash are
+	// evicted; a new log is made (a new epoch, seqs from 1) and loses its
+	// first five entries, so it starts at the seq after the cursor, with
+	// later stream ids: by seqs alone it looks like the cursor's log going
+	// on. Its lineage record says the cursor's epoch never wrote to it.
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	tr := redisTransport(t, rdb)
+	ctx := context.Background()
+	pub, _ := bus.New(tr)
+	run := func(h bus.Handler, losses *lossLog) *bus.Bus {
+		b, _ := bus.New(redisTransport(t, rdb), fast, bus.WithConsumer("lineage"), bus.WithOnLoss(losses.add))
+		b.Handle("tick", h, bus.StartAt(bus.Beginning()))
+		return b
+	}
+	var first seqLog
+	var l1 lossLog
+	stop1 := startStoppable(t, run(&first, &l1))
+	for i := range 5 {
+		pub.Publish(ctx, Tick{N: i})
+	}
+	waitFor(t, "5", func() bool { return len(first.get()) == 5 })
+	stop1()
+	rdb.Del(ctx, "durabus:{tick}:log", "durabus:{tick}:meta")
+	for i := range 10 {
+		if _, err := pub.Publish(ctx, Tick{N: 5 + i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, err := rdb.XRangeN(ctx, "durabus:{tick}:log", "-", "+", 5).Result()
+	if err != nil || len(old) != 5 {
+		t.Fatalf("XRANGE: %v %v", old, err)
+	}
+	for _, e := range old {
+		rdb.XDel(ctx, "durabus:{tick}:log", e.ID)
+	}
+	var second seqLog
+	var l2 lossLog
+	start(t, run(&second, &l2))
+	waitFor(t, "the new log's events", func() bool { return len(second.get()) == 5 })
+	waitFor(t, "the report", func() bool { return len(l2.get()) > 0 })
+	if ls := l2.get(); ls[0].Reason != replay.EpochChanged || ls[0].From != 6 || ls[0].To != 0 {
+		t.Errorf("losses = %v, want first EpochChanged from 6 (the rest of the old log, and the new log's first entries)", ls)
+	}
+}
+
+func TestRedisVanishedLogIsReportedWithoutWaitingForTheNextEvent(t *testing.T) {
+	// A durable consumer stops at seq 5; 6..10 are published; the log is
+	// evicted, its meta hash stays; nothing is published after. The
+	// consumer, back, reports 6..10 at once: the topic's next event,
+	// which would reveal the gap, may never come.
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	tr := redisTransport(t, rdb)
+	ctx := context.Background()
+	pub, _ := bus.New(tr)
+	run := func(h bus.Handler, losses *lossLog) *bus.Bus {
+		b, _ := bus.New(redisTransport(t, rdb), fast, bus.WithConsumer("vanished"), bus.WithOnLoss(losses.add))
+		b.Handle("tick", h, bus.StartAt(bus.Beginning()))
+		return b
+	}
+	var first seqLog
+	var l1 lossLog
+	stop1 := startStoppable(t, run(&first, &l1))
+	for i := range 5 {
+		pub.Publish(ctx, Tick{N: i})
+	}
+	waitFor(t, "5", func() bool { return len(first.get()) == 5 })
+	stop1()
+	for i := range 5 {
+		pub.Publish(ctx, Tick{N: 5 + i})
+	}
+	rdb.Del(ctx, "durabus:{tick}:log")
+	var second seqLog
+	var l2 lossLog
+	start(t, run(&second, &l2))
+	waitFor(t, "the report", func() bool { return len(l2.get()) > 0 })
+	if ls := l2.get(); len(ls) != 1 || ls[0].Reason != replay.Trimmed || ls[0].From != 6 || ls[0].To != 10 {
+		t.Errorf("losses = %v, want one Trimmed 6..10", ls)
+	}
+	pub.Publish(ctx, Tick{N: 10})
+	waitFor(t, "the next event", func() bool { return len(second.get()) == 1 })
+	if s := second.get(); s[0] != 11 {
+		t.Errorf("handled %v, want [11]", s)
+	}
+	if ls := l2.get(); len(ls) != 1 {
+		t.Errorf("losses = %v after the next event, want the one report only", ls)
+	}
+}
+
 func TestRedisVanishedCheckpointIsReported(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)

@@ -64,6 +64,7 @@ type Follower struct {
 	lister   transport.TopicLister
 	seeker   transport.Seeker // nil: a NewOnly start is the head
 	store    transport.CheckpointStore
+	lineage  transport.LineageReader // nil: sameLog goes by seqs alone
 	h        Handler
 	cfg      config
 	log      *slog.Logger
@@ -146,6 +147,7 @@ func New(tr transport.Transport, h Handler, opts ...Option) (*Follower, error) {
 	if feat.Checkpoints {
 		f.store = tr.(transport.CheckpointStore)
 	}
+	f.lineage, _ = tr.(transport.LineageReader)
 	if cfg.consumer != "" {
 		f.cp = newCheckpointer(f)
 		f.holder = cfg.holder

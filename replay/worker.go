@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -230,6 +231,9 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) cau
 		}
 		ahead = nil
 		if errors.Is(err, transport.ErrUnknownTopic) {
+			if _, err := w.f.tr.Head(ctx, w.topic); err != nil {
+				w.vanished(err, live)
+			}
 			return unreadable
 		}
 		if err != nil {
@@ -413,15 +417,28 @@ func (a *pageAhead) wait() {
 }
 
 // sameLog reports whether the log of the new epoch is the cursor's log
-// going on (its meta hash was lost and remade, perhaps more than once): it
-// still holds the cursor's entry, at the cursor's seq, or the entry after
-// the cursor's stream id carries the next seq. It returns the page of the
-// log after the cursor.
+// going on (its meta hash was lost and remade, perhaps more than once): its
+// lineage record, where the back end keeps one, names the cursor's epoch,
+// and it still holds the cursor's entry, at the cursor's seq, or the entry
+// after the cursor's stream id carries the next seq. It returns the page of
+// the log after the cursor.
+//
+// Without the record, a new log (the old one was evicted) whose first
+// entries are gone too can by chance go on at the seq after the cursor,
+// and be taken for the cursor's log: a loss unreported.
 func (w *worker) sameLog(ctx context.Context, epoch string, count int) (transport.Page, bool, error) {
 	c := w.cursor
 	before, ok := predID(c.ID)
 	if !ok {
 		return transport.Page{}, false, nil
+	}
+	var lineage []string
+	complete := false
+	if w.f.lineage != nil {
+		var err error
+		if lineage, complete, err = w.f.lineage.LogEpochs(ctx, w.topic); err != nil {
+			return transport.Page{}, false, err
+		}
 	}
 	var page transport.Page
 	for try := 0; ; try++ {
@@ -437,9 +454,24 @@ func (w *worker) sameLog(ctx context.Context, epoch string, count int) (transpor
 		}
 		epoch = page.Epoch // remade again meanwhile: ask the newest
 	}
-	switch {
-	case page.Epoch != epoch:
+	if page.Epoch != epoch {
 		return transport.Page{}, false, errChurn
+	}
+	if w.f.lineage != nil {
+		// The record read again after the page: the same, or the log
+		// changed meanwhile (look again later).
+		again, whole, err := w.f.lineage.LogEpochs(ctx, w.topic)
+		if err != nil {
+			return transport.Page{}, false, err
+		}
+		if whole != complete || !slices.Equal(again, lineage) {
+			return transport.Page{}, false, errChurn
+		}
+		if complete && !slices.Contains(lineage, c.Epoch) {
+			return transport.Page{}, false, nil // a log the cursor's epoch never wrote to
+		}
+	}
+	switch {
 	case len(page.Events) == 0:
 		// The cursor's entry is gone and nothing follows it: a log made
 		// anew whose ids are all older (another clock, or a back end whose
@@ -783,6 +815,7 @@ func (w *worker) checkHead(ctx, hctx context.Context) bool {
 		if !errors.Is(err, transport.ErrUnknownTopic) {
 			w.f.report(fmt.Errorf("replay: topic %q: head check: %w", w.topic, err))
 		}
+		w.vanished(err, transport.Position{})
 		return true
 	}
 	w.mu.Lock()
@@ -822,6 +855,39 @@ func (w *worker) checkHead(ctx, hctx context.Context) bool {
 	}
 	w.f.c.headRepairs.Add(1)
 	return w.catchUp(ctx, hctx, transport.Position{}) != stopping
+}
+
+// vanished handles a head read's error: when it says the log the cursor is
+// in is gone (deleted or evicted), what the log held after the cursor is
+// lost, and is reported now rather than when the topic's next event
+// reveals it (which may never come). The range is exact when the meta hash
+// stayed (its seq; Trimmed), else it runs to the highest seq known of the
+// epoch (the last head check, the live frame that led here; EpochChanged).
+// The cursor moves to the range's end, without a stream id: a log made
+// again in the epoch is read by seq, a new epoch is reported from there.
+func (w *worker) vanished(err error, live transport.Position) {
+	var gone *transport.NoLogError
+	c := w.cursor
+	if c.Epoch == "" || !errors.As(err, &gone) {
+		return
+	}
+	reason, top := EpochChanged, c.Seq
+	if m := gone.Meta; m.Epoch == c.Epoch {
+		reason, top = Trimmed, m.Seq
+	} else {
+		for _, p := range []transport.Position{w.lastHead, live} {
+			if p.Epoch == c.Epoch {
+				top = max(top, p.Seq)
+			}
+		}
+	}
+	if top <= c.Seq {
+		return
+	}
+	w.f.lost(&LossError{Topic: w.topic, Epoch: c.Epoch, From: c.Seq + 1, To: top, Reason: reason})
+	w.cursor = transport.Position{Epoch: c.Epoch, Seq: top}
+	w.atMarker = false
+	w.show()
 }
 
 // show publishes the cursor for Stats.

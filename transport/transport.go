@@ -12,6 +12,7 @@ package transport
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -111,6 +112,38 @@ type CheckpointStore interface {
 	// LoadCheckpoints returns the saved positions of the named consumer by
 	// topic; an empty map when it has none.
 	LoadCheckpoints(ctx context.Context, consumer string) (map[string]Position, error)
+}
+
+// NoLogError is the ErrUnknownTopic a back end's Head returns when the
+// topic has no log (never made, or deleted or evicted), as opposed to a
+// topic whose log is there but whose meta data is not (the next publish
+// makes it again, over the same log). Meta is what the topic's meta data
+// still says, its epoch and seq: zero when it is gone too. A reader whose
+// cursor is in a log that is gone knows that what the log held after the
+// cursor is lost.
+type NoLogError struct {
+	Topic string
+	Meta  Position
+}
+
+func (e *NoLogError) Error() string {
+	return fmt.Sprintf("topic %q has no log: %v", e.Topic, ErrUnknownTopic)
+}
+
+// Unwrap returns ErrUnknownTopic.
+func (e *NoLogError) Unwrap() error { return ErrUnknownTopic }
+
+// LineageReader is implemented by a back end whose logs record the epochs
+// that wrote to them. A follower uses it to tell a log that goes on under
+// a new epoch (its meta data was lost and made again) from a new log that
+// happens to continue the cursor's seqs.
+type LineageReader interface {
+	// LogEpochs returns the epochs that wrote to topic's current log since
+	// it was made, with complete true. complete is false when the log
+	// carries no full record (an older version made it, or the back end
+	// could not write one): the caller cannot tell then. A topic without a
+	// log gives ErrUnknownTopic.
+	LogEpochs(ctx context.Context, topic string) (epochs []string, complete bool, err error)
 }
 
 // Features says which optional abilities a transport offers.

@@ -16,7 +16,7 @@ import (
 // aclRules is the minimal ACL of a durabus user (also in docs/operations.md).
 const aclRules = "resetchannels ~durabus:* &durabus:* -@all " +
 	"+evalsha +eval +hmget +time +xrevrange +xadd +xtrim +hset +get +set +publish " +
-	"+hget +xrange +exists +zrange +zadd +hgetall +hincrby +hkeys " +
+	"+hget +xrange +exists +zrange +zadd +hgetall +hincrby +hkeys +xgroup|create +xgroup|destroy +xinfo|groups " +
 	"+subscribe +psubscribe +unsubscribe +punsubscribe +ping"
 
 func TestACLMinimalUser(t *testing.T) {

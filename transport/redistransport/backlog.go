@@ -329,13 +329,48 @@ func (t *Transport) seek(ctx context.Context, topic string, tm time.Time, start 
 	}
 }
 
+// LogEpochs reads the lineage record of the topic's log (see xaddLua): the
+// consumer groups durabus:epoch:<epoch>, complete when the group
+// durabus:lineage is there too. An ACL that refuses XINFO GROUPS gives an
+// incomplete record, not an error.
+func (t *Transport) LogEpochs(ctx context.Context, topic string) ([]string, bool, error) {
+	if t.isClosed() {
+		return nil, false, errClosed("log epochs")
+	}
+	if err := transport.ValidateTopic(topic); err != nil {
+		return nil, false, fmt.Errorf("redistransport: log epochs: %w", err)
+	}
+	logKey, _, _ := t.Keys(topic)
+	groups, err := t.rdb.XInfoGroups(ctx, logKey).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") {
+			return nil, false, fmt.Errorf("redistransport: log epochs %q: %w", topic, transport.ErrUnknownTopic)
+		}
+		if strings.HasPrefix(err.Error(), "NOPERM") {
+			return nil, false, nil // an ACL without XINFO: unknown, as a log without a record
+		}
+		return nil, false, wrapErr("log epochs", topic, err)
+	}
+	var epochs []string
+	complete := false
+	for _, g := range groups {
+		if e, ok := strings.CutPrefix(g.Name, "durabus:epoch:"); ok {
+			epochs = append(epochs, e)
+		} else if g.Name == "durabus:lineage" {
+			complete = true
+		}
+	}
+	return epochs, complete, nil
+}
+
 // Head returns the epoch and seq from the topic's meta hash and the stream
 // id of the log's last entry, as one consistent snapshot without MULTI/EXEC:
 // one pipeline HMGET epoch seq, EXISTS log, XREVRANGE COUNT 1, HMGET epoch
 // seq. When the meta hash changed between the two HMGETs, the read runs
 // again, unless only the seq moved and the last entry's seq lies between the
 // two (publishes ran meanwhile): the head is then that entry. A topic
-// without a meta hash or without a log gives transport.ErrUnknownTopic.
+// without a log gives a *transport.NoLogError (with what its meta hash
+// says), one without a meta hash transport.ErrUnknownTopic.
 func (t *Transport) Head(ctx context.Context, topic string) (transport.Position, error) {
 	if t.isClosed() {
 		return transport.Position{}, errClosed("head")
@@ -361,7 +396,14 @@ func (t *Transport) Head(ctx context.Context, topic string) (transport.Position,
 		if epoch != epoch2 {
 			continue
 		}
-		if epoch == "" || exists.Val() == 0 {
+		if exists.Val() == 0 {
+			gone := &transport.NoLogError{Topic: topic}
+			if seq, err := strconv.ParseUint(seqText, 10, 64); err == nil && epoch != "" {
+				gone.Meta = transport.Position{Epoch: epoch, Seq: seq}
+			}
+			return transport.Position{}, fmt.Errorf("redistransport: head: %w", gone)
+		}
+		if epoch == "" {
 			return transport.Position{}, fmt.Errorf("redistransport: head %q: %w", topic, transport.ErrUnknownTopic)
 		}
 		seq, err := strconv.ParseUint(seqText, 10, 64)

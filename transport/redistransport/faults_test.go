@@ -3,6 +3,7 @@ package redistransport_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -361,5 +362,98 @@ func TestNewValidatesAllOptions(t *testing.T) {
 	defer tr.Close()
 	if _, err := tr.SubscribePattern(context.Background(), "x.*"); !errors.Is(err, transport.ErrInvalidOption) {
 		t.Fatalf("SubscribePattern with sharded Pub/Sub: %v, want ErrInvalidOption", err)
+	}
+}
+
+func TestLogKeepsTheEpochsThatWroteToIt(t *testing.T) {
+	// A log records the epochs that wrote to it (its lineage): the first
+	// epoch when it is made, each epoch made over it after its meta hash
+	// is lost; a log made anew (evicted, meta hash kept) starts a record
+	// of its own with the current epoch; batches, the single-event script
+	// and the idempotency window all keep it.
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	for _, c := range []struct {
+		name string
+		opts []redistransport.Option
+	}{
+		{"plain", nil},
+		{"idempotent", []redistransport.Option{redistransport.WithIdempotency(time.Minute)}},
+		{"maxlen", []redistransport.Option{redistransport.WithMaxLen(100)}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr := newTransport(t, srv.Client(t), c.opts...)
+			ctx := testCtx(t)
+			topic := "lineage." + c.name
+			logKey, metaKey, _ := tr.Keys(topic)
+			epochs := func() ([]string, bool) {
+				t.Helper()
+				e, complete, err := tr.LogEpochs(ctx, topic)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return e, complete
+			}
+			if _, _, err := tr.LogEpochs(ctx, topic); !errors.Is(err, transport.ErrUnknownTopic) {
+				t.Fatalf("LogEpochs before any publish: %v, want ErrUnknownTopic", err)
+			}
+			p1, err := tr.Publish(ctx, message(topic, 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e, ok := epochs(); !ok || !slices.Equal(e, []string{p1.Epoch}) {
+				t.Fatalf("a new log records %v (complete %v), want [%s]", e, ok, p1.Epoch)
+			}
+			admin.Del(ctx, metaKey)
+			ps, err := tr.PublishBatch(ctx, []transport.Message{message(topic, 2), message(topic, 3)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p2 := ps[0]
+			if e, ok := epochs(); !ok || !slices.Equal(e, sorted(p1.Epoch, p2.Epoch)) || p2.Epoch == p1.Epoch {
+				t.Fatalf("after a new epoch over the log: %v (complete %v), want %s and %s", e, ok, p1.Epoch, p2.Epoch)
+			}
+			admin.Del(ctx, logKey)
+			if _, err := tr.Publish(ctx, message(topic, 4)); err != nil {
+				t.Fatal(err)
+			}
+			if e, ok := epochs(); !ok || !slices.Equal(e, []string{p2.Epoch}) {
+				t.Fatalf("a log made anew under the kept meta hash records %v (complete %v), want [%s]", e, ok, p2.Epoch)
+			}
+			if n := len(rangeAll(t, tr, topic)); n != 1 {
+				t.Fatalf("Range of the new log: %d events, want 1 (its groups are no entries)", n)
+			}
+		})
+	}
+}
+
+func sorted(s ...string) []string {
+	slices.Sort(s)
+	return s
+}
+
+func TestLineageRecordIsBounded(t *testing.T) {
+	// Past 32 epochs over one log, the record is dropped (followers then
+	// treat the log as unknown) instead of growing without bound.
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	tr := newTransport(t, srv.Client(t))
+	ctx := testCtx(t)
+	logKey, metaKey, _ := tr.Keys("bounded")
+	for i := range 40 {
+		if _, err := tr.Publish(ctx, message("bounded", i)); err != nil {
+			t.Fatal(err)
+		}
+		admin.Del(ctx, metaKey)
+	}
+	groups, err := admin.XInfoGroups(ctx, logKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) > 33 {
+		t.Errorf("%d consumer groups on the log, want at most 33", len(groups))
+	}
+	if _, complete, err := tr.LogEpochs(ctx, "bounded"); err != nil || complete {
+		t.Errorf("LogEpochs after 40 epochs: complete %v, %v; want an incomplete record", complete, err)
 	}
 }

@@ -20,6 +20,33 @@ import (
 	"github.com/durabus/durabus/transport"
 )
 
+// xaddLua defines xadd, which the scripts use to append to the log
+// KEYS[1]: a log that does not exist yet is created with its lineage
+// record, the consumer groups durabus:lineage and durabus:epoch:<epoch>
+// (see LogEpochs), so that a follower can tell a new log from the log it
+// read going on. Making the record is best effort (redis.pcall: an ACL
+// without XGROUP leaves a log without one, which followers treat as
+// unknown). maxlen is a number, 0 for none; the rest are the entry's
+// fields and values.
+//
+// An epoch made over a log that exists adds its group to the record
+// (publishScript). The record is bounded: past 32 epochs, a new one drops
+// it (durabus:lineage) instead, and followers treat the log as unknown.
+const xaddLua = `
+local function xadd(epoch, maxlen, ...)
+  local sid
+  if maxlen > 0 then
+    sid = redis.call('XADD', KEYS[1], 'NOMKSTREAM', 'MAXLEN', '~', maxlen, '*', ...)
+  else
+    sid = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', ...)
+  end
+  if sid then return sid end
+  redis.pcall('XGROUP', 'CREATE', KEYS[1], 'durabus:lineage', '$', 'MKSTREAM')
+  redis.pcall('XGROUP', 'CREATE', KEYS[1], 'durabus:epoch:' .. epoch, '$')
+  return redis.call('XADD', KEYS[1], '*', ...)
+end
+`
+
 // publishScript appends events to one topic's log and publishes them live,
 // atomically. With the idempotency window on it returns {newEpoch, epoch_1,
 // seq_1, id_1, epoch_2, ...}: newEpoch is 1 when the script created the
@@ -34,14 +61,15 @@ import (
 // ARGV[9...] the events: (id, envelope) pairs when the window is on,
 // envelopes otherwise.
 //
-// Writes happen in this order: XADDs, trim, HSET meta, idempotency keys,
-// PUBLISH; an error in the first XADD (wrong key type, OOM) leaves nothing
+// Writes happen in this order: XADDs, trim, the lineage record, HSET
+// meta, idempotency keys, PUBLISH; an error in the first XADD (wrong key type, OOM) leaves nothing
 // behind.
-const publishScript = `
+const publishScript = xaddLua + `
 local meta = redis.call('HMGET', KEYS[2], 'epoch', 'seq')
 local epoch = meta[1]
 local seq = tonumber(meta[2]) or 0
 local created = 0
+local existed = false
 if not epoch then
   local t = redis.call('TIME')
   epoch = string.format('%x', tonumber(t[1])) .. ARGV[5]
@@ -58,6 +86,7 @@ if not epoch then
       break
     end
   end
+  existed = redis.call('EXISTS', KEYS[1]) == 1
 end
 local maxlen = tonumber(ARGV[3])
 local idem = tonumber(ARGV[6])
@@ -84,10 +113,10 @@ for i = 9, #ARGV, stride do
   else
     seq = seq + 1
     local sid
-    if maxlen > 0 and i + stride > #ARGV then
-      sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'seq', seq, 'e', env)
+    if i + stride > #ARGV then
+      sid = xadd(epoch, maxlen, 'seq', seq, 'e', env)
     else
-      sid = redis.call('XADD', KEYS[1], '*', 'seq', seq, 'e', env)
+      sid = xadd(epoch, 0, 'seq', seq, 'e', env)
     end
     wrote = true
     if stride == 1 then
@@ -126,6 +155,19 @@ if age > 0 then
     redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', minid))
   end
 end
+if existed then
+  -- A new epoch over a log that goes on: add it to the log's lineage
+  -- record (a log made by this call has it already), or drop the record
+  -- when it is full.
+  local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])
+  if type(groups) == 'table' and not groups.err then
+    if #groups <= 32 then
+      redis.pcall('XGROUP', 'CREATE', KEYS[1], 'durabus:epoch:' .. epoch, '$')
+    else
+      redis.pcall('XGROUP', 'DESTROY', KEYS[1], 'durabus:lineage')
+    end
+  end
+end
 if created == 1 then
   redis.call('HSET', KEYS[2], 'epoch', epoch, 'seq', seq)
 else
@@ -150,18 +192,13 @@ return out
 //
 // KEYS[1] log, KEYS[2] meta. ARGV[1] channel, ARGV[2] PUBLISH or SPUBLISH,
 // ARGV[3] MAXLEN (0: none), ARGV[4] the envelope. Returns {epoch, seq, id}.
-const singleScript = `
+const singleScript = xaddLua + `
 local meta = redis.call('HMGET', KEYS[2], 'epoch', 'seq')
 local epoch = meta[1]
 if not epoch then return 0 end
 local seq = (tonumber(meta[2]) or 0) + 1
 local env = ARGV[4]
-local sid
-if ARGV[3] ~= '0' then
-  sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'seq', seq, 'e', env)
-else
-  sid = redis.call('XADD', KEYS[1], '*', 'seq', seq, 'e', env)
-end
+local sid = xadd(epoch, tonumber(ARGV[3]), 'seq', seq, 'e', env)
 redis.call('HSET', KEYS[2], 'seq', seq)
 redis.call(ARGV[2], ARGV[1], 'v1 ' .. epoch .. ' ' .. seq .. ' 1\n' .. sid .. ' ' .. #env .. '\n' .. env)
 return {epoch, seq, sid}
@@ -188,7 +225,7 @@ return {epoch, seq, sid}
 // ARGV[4] the highest stream id acknowledged before the rollback, ARGV[5]
 // MAXLEN (0: none), ARGV[6] channel, ARGV[7] PUBLISH or SPUBLISH. Returns
 // {marker stream id, From}.
-const rollbackScript = `
+const rollbackScript = xaddLua + `
 local meta = redis.call('HMGET', KEYS[2], 'epoch', 'seq')
 if meta[1] ~= ARGV[1] then return 0 end
 local from = tonumber(ARGV[2])
@@ -205,12 +242,7 @@ for _, entry in ipairs(later) do
   end
 end
 local rb = ARGV[1] .. ' ' .. string.format('%d', from) .. ' ' .. ARGV[3]
-local id
-if ARGV[5] ~= '0' then
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'seq', meta[2] or '0', 'rb', rb)
-else
-  id = redis.call('XADD', KEYS[1], '*', 'seq', meta[2] or '0', 'rb', rb)
-end
+local id = xadd(ARGV[1], tonumber(ARGV[5]), 'seq', meta[2] or '0', 'rb', rb)
 redis.call(ARGV[7], ARGV[6], 'rb1 ' .. ARGV[1] .. ' ' .. (meta[2] or '0') .. ' ' .. id .. ' ' .. string.format('%d', from) .. ' ' .. ARGV[3])
 return {id, from}
 `
@@ -313,7 +345,7 @@ var refusedCodes = map[string]bool{
 // deniedBeforeWrite are the commands that the publish scripts call before
 // their first write (the first XADD): a refusal of one by the ACL inside
 // the script leaves nothing behind.
-var deniedBeforeWrite = map[string]bool{"HMGET": true, "TIME": true, "XREVRANGE": true, "XRANGE": true, "GET": true, "XADD": true}
+var deniedBeforeWrite = map[string]bool{"HMGET": true, "TIME": true, "XREVRANGE": true, "XRANGE": true, "EXISTS": true, "GET": true, "XADD": true}
 
 // refused reports whether err proves that a publish script did not run:
 // nothing was sent (no connection from the pool, a refused dial, a closed
