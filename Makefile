@@ -75,4 +75,4 @@ bench: redis-server
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends nats-server </dev/null; } || \
 		echo "could not install nats-server: the JetStream columns will be skipped"; \
 	}
-	cd bench && $(GO) run . $(BENCHFLAGS) -nats-server "$$(command -v nats-server || echo nats-server)" -plot ../docs/scaling.png -doc ../docs/benchmarks.md
+	cd bench/peers && $(GO) run . $(BENCHFLAGS) -nats-server "$$(command -v nats-server || echo nats-server)" -plot ../../docs/scaling.png -doc ../../docs/benchmarks.md

@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/durabus/durabus/internal/benchkit"
+	"github.com/durabus/durabus/bench/benchkit"
 	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport"
 )

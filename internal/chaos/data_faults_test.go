@@ -1366,8 +1366,10 @@ type dataVerdict struct {
 //   - invalid: a seq named by a report at which every known event is still
 //     in the log (a false report);
 //   - duplicated: handler calls beyond the first for one event (payload
-//     key); dupInRun: the same log entry (topic + stream id) handed over
-//     twice within one process;
+//     key); dupInRun: the same log entry (topic, stream id and event: a
+//     log made anew can hand out a stream id of the one it replaces, in
+//     the same millisecond, to another event) handed over twice within
+//     one process;
 //   - reordered: within one process and topic, a seq at or below the last
 //     one handled in the same lineage that no report of a rollback
 //     explains, or an older lineage after a newer one;
@@ -1391,7 +1393,11 @@ func checkData(f *dataFacts, sub string, s dataScenario, full bool) dataVerdict 
 		seq uint64
 	}
 	lastAt := map[incTopic]last{}
-	seenID := map[incTopic]map[string]bool{}
+	type entry struct {
+		id string
+		k  int64
+	}
+	seenID := map[incTopic]map[entry]bool{}
 	for _, dl := range dels {
 		p, known := f.pubs[dl.k]
 		le, logged := f.log.byK[dl.k]
@@ -1410,13 +1416,14 @@ func checkData(f *dataFacts, sub string, s dataScenario, full bool) dataVerdict 
 		}
 		key := incTopic{dl.inc, dl.topic}
 		if seenID[key] == nil {
-			seenID[key] = map[string]bool{}
+			seenID[key] = map[entry]bool{}
 		}
-		if seenID[key][dl.id] {
+		if e := (entry{dl.id, dl.k}); seenID[key][e] {
 			v.dupInRun++
 			continue
+		} else {
+			seenID[key][e] = true
 		}
-		seenID[key][dl.id] = true
 		if prev, ok := lastAt[key]; ok {
 			switch {
 			case prev.lin != lin && f.order(lin) < f.order(prev.lin):

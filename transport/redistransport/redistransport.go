@@ -14,7 +14,12 @@
 //	                            fields "seq" (decimal) and "e" (envelope JSON);
 //	                            a rollback marker has "seq" (the meta seq when
 //	                            it was written) and "rb" ("<epoch> <from> <to>")
-//	                            instead of "e"
+//	                            instead of "e"; its consumer groups are its
+//	                            lineage record (see LogEpochs; nothing reads
+//	                            through them): "durabus:lineage" and
+//	                            "durabus:epoch:<epoch>", made with the key,
+//	                            plus one "durabus:epoch:<epoch>" per epoch made
+//	                            over it later (at most 32, then dropped)
 //	ns:{T}:meta        Hash     "epoch" (made when the log is (re)created),
 //	                            "seq" (the last sequence number handed out)
 //	ns:{T}:idem:<id>   String   "epoch seq streamid" of the first publish of

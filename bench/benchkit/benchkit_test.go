@@ -9,8 +9,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/durabus/durabus/bench/benchkit"
 	"github.com/durabus/durabus/bus"
-	"github.com/durabus/durabus/internal/benchkit"
 	"github.com/durabus/durabus/internal/redistest"
 	"github.com/durabus/durabus/transport/redistransport"
 )

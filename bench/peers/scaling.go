@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/durabus/durabus/bench/benchkit"
 	"github.com/durabus/durabus/bus"
-	"github.com/durabus/durabus/internal/benchkit"
 	"github.com/durabus/durabus/transport"
 )
 

@@ -8,7 +8,7 @@
 // every case), and the report gives medians with min–max and the median of
 // the per-round ratios against the baseline measured in the same round.
 //
-//	go run . -rounds 3 -doc ../docs/benchmarks.md
+//	go run . -rounds 3 -doc ../../docs/benchmarks.md
 package main
 
 import (
@@ -27,7 +27,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/durabus/durabus/internal/benchkit"
+	"github.com/durabus/durabus/bench/benchkit"
 )
 
 const (
@@ -146,7 +146,7 @@ func run(rounds int, dur time.Duration, n int, scaling bool, big int, memFor tim
 	fmt.Fprintf(&out, "- Machine: %d CPUs (`nproc`), %s; shared with other jobs\n", cpus, model)
 	fmt.Fprintf(&out, "- %s (private, loopback, `--save '' --appendonly no`); %s\n", firstLine(version(redisBin, "--version")), runtime.Version())
 	fmt.Fprintf(&out, "- %s\n", natsNote)
-	fmt.Fprintf(&out, "- Command: `make bench` (`cd bench && go run . -rounds %d -d %v -n %d -doc ../docs/benchmarks.md -plot ../docs/scaling.png`)\n", rounds, dur, n)
+	fmt.Fprintf(&out, "- Command: `make bench` (`cd bench/peers && go run . -rounds %d -d %v -n %d -doc ../../docs/benchmarks.md -plot ../../docs/scaling.png`)\n", rounds, dur, n)
 	fmt.Fprintf(&out, "- Envelopes of %d bytes (256-byte JSON payload); the peers and the raw cases send the same bytes\n\n", len(e.raw))
 	table(&out, all, e.js != nil)
 	fmt.Fprintf(&out, "\n**Catch-up after a Pub/Sub connection kill** (`CLIENT KILL TYPE pubsub` while 2 000 events/s flow; time until the typed handler has delivered, in order, an event published after the kill), %d kills: p50 %s, p99 %s, max %s.\n",

@@ -1,4 +1,4 @@
-module github.com/durabus/durabus/bench
+module github.com/durabus/durabus/bench/peers
 
 go 1.26.0
 
@@ -32,4 +32,4 @@ require (
 	gopkg.in/check.v1 v1.0.0-20201130134442-10cb98267c6c // indirect
 )
 
-replace github.com/durabus/durabus => ../
+replace github.com/durabus/durabus => ../../

@@ -1,10 +1,15 @@
 // Package benchkit holds the measurements shared by the benchmark suite
-// (bench/, "make bench") and the CLI's "durabus bench": the typed event and
+// (bench/peers, "make bench") and the CLI's "durabus bench": the typed event and
 // its pre-encoded envelopes, the raw go-redis baseline script, timed and
 // paced loops, typed-bus subscriptions, backlog fill, the raw Pub/Sub and
 // XRANGE baselines, publish → handler latency, and the statistics over
 // rounds. It writes only to the keys, channels and topics it is given; the
 // caller owns every client, transport and bus it passes in.
+//
+// It is public only because no internal directory is visible both to
+// cmd/durabus and to the suite (bench/peers, a Go module of its own so that
+// the peers' dependencies stay out of durabus's go.mod): it serves
+// durabus's own tools and makes no stability promise.
 package benchkit
 
 import (

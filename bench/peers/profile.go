@@ -6,7 +6,7 @@ import (
 	"runtime/pprof"
 	"time"
 
-	"github.com/durabus/durabus/internal/benchkit"
+	"github.com/durabus/durabus/bench/benchkit"
 )
 
 // profile runs one case under the CPU profiler (for the profiling notes in

@@ -17,8 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/durabus/durabus/bench/benchkit"
 	"github.com/durabus/durabus/bus"
-	"github.com/durabus/durabus/internal/benchkit"
 	"github.com/durabus/durabus/transport"
 	"github.com/durabus/durabus/transport/redistransport"
 )
