@@ -365,6 +365,11 @@ func (b *Bus) handlerOf(g *group) replay.Handler {
 			mc := &msgCtx{Context: ctx, m: Message{Envelope: e, Topic: d.Topic, Position: d.Position, Replayed: d.Replayed, Subscription: g.key}}
 			err = h.Handle(mc, &mc.m)
 		}
+		if err == nil {
+			return nil
+		}
+		// Declared here, not above: the pointer errors.As is given
+		// escapes, and would cost an allocation per delivered event.
 		var de *DeliveryError
 		if errors.As(err, &de) {
 			b.report(de)

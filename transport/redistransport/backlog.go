@@ -206,6 +206,7 @@ func (t *Transport) Range(ctx context.Context, topic string, after transport.Pos
 		}
 	}
 	var page transport.Page
+	var datas []string // the envelopes of the events read, until copyData copies them
 	first := true
 	for {
 		need := limit - len(page.Events)
@@ -226,8 +227,17 @@ func (t *Transport) Range(ctx context.Context, topic string, after transport.Pos
 		} else if epoch != page.Epoch {
 			return page, nil // the log was reset meanwhile; the next read sees it
 		}
+		if page.Events == nil && len(entries) > 0 {
+			// Sized once: a page grown by append reallocates and copies
+			// its Deliveries (88 bytes each, with pointers) a dozen
+			// times on the way to 1 024.
+			page.Events = make([]transport.Delivery, 0, len(entries))
+		}
 		start := len(page.Events)
-		var datas []string
+		if cap(datas) < len(entries) {
+			datas = make([]string, 0, len(entries))
+		}
+		datas = datas[:0]
 		for _, m := range entries {
 			switch d, data, kind := t.entry(topic, epoch, m); kind {
 			case eventEntry:
