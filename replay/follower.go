@@ -433,6 +433,18 @@ func (f *Follower) subscribe(ctx context.Context) (transport.Subscription, error
 // follower is not durable.
 func (f *Follower) Consumer() string { return f.cfg.consumer }
 
+// Owner reports whether a durable follower holds its consumer's lease now
+// (it may start handler calls): false for a standby, or one whose lease
+// lapsed by its own clock. A follower that is not durable is always the
+// owner.
+func (f *Follower) Owner() bool {
+	if f.cfg.consumer == "" {
+		return true
+	}
+	l := f.lease.Load()
+	return l != nil && l.valid()
+}
+
 // Ready returns a channel that is closed once the follower is subscribed
 // and every topic it follows from the start has resolved its start
 // position: from then on, every event published is delivered.

@@ -35,6 +35,7 @@ type config struct {
 	start        Start
 	consumer     string
 	leaseTTL     time.Duration
+	standbyPoll  time.Duration // how often a standby claims at most (0: leaseTTL/3)
 	holder       string
 	cpEvery      int
 	cpInterval   time.Duration
@@ -280,3 +281,13 @@ func WithOnReconnect(f func(reason string)) Option { return func(c *config) { c.
 // level, handler panics at error level with their stack, other trouble at
 // warn level. Default: slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// withUnit makes a group member's follower of one topic: the topic alone
+// (the group's WithTopics and WithPattern dropped), and a standby that asks
+// for the lease every poll, so that a released topic is taken at once.
+func withUnit(topic string, poll time.Duration) Option {
+	return func(c *config) {
+		c.topics, c.pattern, c.exclude = []string{topic}, "", nil
+		c.standbyPoll = poll
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync/atomic"
 	"time"
@@ -68,7 +69,7 @@ func (f *Follower) claim(ctx context.Context, o transport.Owner) *lease {
 		c, err := o.ClaimConsumer(ctx, f.cfg.consumer, f.holder, f.cfg.leaseTTL)
 		if err == nil {
 			if standby {
-				f.log.Warn("durabus: took over durable consumer", "consumer", f.cfg.consumer, "token", c.Token)
+				f.log.Log(ctx, f.standbyLevel(), "durabus: took over durable consumer", "consumer", f.cfg.consumer, "token", c.Token)
 			}
 			l := &lease{o: o, claim: c, ttl: f.cfg.leaseTTL, start: sent}
 			l.extend(sent)
@@ -82,11 +83,21 @@ func (f *Follower) claim(ctx context.Context, o transport.Owner) *lease {
 		if errors.As(err, &held) {
 			if !standby {
 				standby = true
-				f.log.Warn("durabus: durable consumer is owned by another process; waiting as a standby until its lease lapses (to share work between replicas, use a consumer group)",
-					"consumer", f.cfg.consumer, "holder", held.Holder, "lease_left", held.Remaining)
-				f.reportOnly(err)
+				if f.cfg.standbyPoll > 0 {
+					// A group member waiting for a topic another member
+					// is handing over: the normal course of a rebalance.
+					f.log.Debug("durabus: group topic held by another member; waiting", "consumer", f.cfg.consumer, "holder", held.Holder)
+				} else {
+					f.log.Warn("durabus: durable consumer is owned by another process; waiting as a standby until its lease lapses (to share work between replicas, use a consumer group)",
+						"consumer", f.cfg.consumer, "holder", held.Holder, "lease_left", held.Remaining)
+					f.reportOnly(err)
+				}
 			}
-			wait = min(max(held.Remaining, f.cfg.boInitial), f.cfg.leaseTTL/3)
+			poll := f.cfg.leaseTTL / 3
+			if f.cfg.standbyPoll > 0 {
+				poll = f.cfg.standbyPoll
+			}
+			wait = min(max(held.Remaining, f.cfg.boInitial), poll)
 		} else {
 			f.report(fmt.Errorf("replay: claim consumer %q: %w", f.cfg.consumer, err))
 		}
@@ -135,4 +146,13 @@ func (f *Follower) keep(ctx context.Context, l *lease, stop func()) {
 			t.Reset(every / 4)
 		}
 	}
+}
+
+// standbyLevel is the level of a take-over's log line: a group member's
+// (the normal course of a rebalance) is Info, a standby's Warn.
+func (f *Follower) standbyLevel() slog.Level {
+	if f.cfg.standbyPoll > 0 {
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
 }

@@ -102,6 +102,9 @@ type Transport struct {
 	checkpoints  map[string]map[string]transport.Position
 	dropFn       func(topic string, seq uint64) bool
 	disconnected bool
+
+	groups groupState // consumer groups' membership (group.go)
+	owners ownerState // durable consumers' leases (group.go)
 }
 
 type topicLog struct {
