@@ -56,7 +56,7 @@ func (t *Transport) Partitions(ctx context.Context, topic string) (int, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, wrapErr("partitions of", topic, err)
+		return 0, wrapErr("partitions of", topic, t.unreachable(err))
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {
@@ -78,7 +78,7 @@ func (t *Transport) SetPartitions(ctx context.Context, topic string, old, n int)
 	logKey, metaKey, _ := t.Keys(topic)
 	v, err := setPartitionsScript.Run(ctx, t.rdb, []string{t.PartitionsKey(topic), logKey, metaKey}, old, n).Int()
 	if err != nil {
-		return 0, wrapErr("set partitions of", topic, err)
+		return 0, wrapErr("set partitions of", topic, t.unreachable(err))
 	}
 	if v < 0 {
 		return 0, fmt.Errorf("redistransport: set partitions of %q: %s exists: %w", topic, logKey, transport.ErrTopicHasEvents)
