@@ -39,7 +39,7 @@ type Bus struct {
 	// holder is the bus's id in its durable consumers' leases: its
 	// subscriptions share them (each follows its own topics).
 	holder string
-	parts  partitionsCache // topic -> agreed partition count
+	parts  *partitionsCache // topic -> agreed partition count
 
 	mu        sync.Mutex
 	groups    map[string]*group
@@ -106,7 +106,7 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 		dec:       envelope.Decoder{MaxSize: cfg.maxSize},
 		src:       envelope.WithSource(cfg.source),
 		holder:    replay.HolderID(),
-		parts:     partitionsCache{m: make(map[string]*partitioning)},
+		parts:     newPartitionsCache(tr),
 		groups:    make(map[string]*group),
 		upcasters: make(map[string]map[int]Upcaster),
 		runErr:    make(chan error, 1),

@@ -31,15 +31,23 @@ type partitioning struct {
 	next atomic.Uint32
 }
 
-// partitionsCache holds the agreed partitionings by topic. Agreement is
-// asked of the back end once per topic and bus (errors are not kept, so
-// that a transient one is asked again).
+// partitionsCache holds the agreed partitionings by topic, read on every
+// publish. Agreement is asked of the back end once per topic and bus
+// (errors are not kept, so that a transient one is asked again).
 type partitionsCache struct {
-	mu sync.Mutex
-	m  map[string]*partitioning
+	store transport.PartitionStore // nil when the transport records no counts
+	m     sync.Map                 // topic -> *partitioning
 }
 
 var unpartitioned = &partitioning{}
+
+func newPartitionsCache(tr transport.Transport) *partitionsCache {
+	c := new(partitionsCache)
+	if ps, ok := tr.(transport.PartitionStore); ok && transport.FeaturesOf(tr).Partitions {
+		c.store = ps
+	}
+	return c
+}
 
 // partitions returns topic's partitioning as agreed with the back end. The
 // first call per topic records the configured count (WithPartitions) when
@@ -47,19 +55,19 @@ var unpartitioned = &partitioning{}
 // one; later calls take it from the cache. A count that differs from the
 // recorded one is an error wrapping ErrPartitionCount.
 func (b *Bus) partitions(ctx context.Context, topic string) (*partitioning, error) {
-	b.parts.mu.Lock()
-	p := b.parts.m[topic]
-	b.parts.mu.Unlock()
-	if p != nil {
-		return p, nil
+	if p, ok := b.parts.m.Load(topic); ok {
+		return p.(*partitioning), nil
 	}
-	n := b.cfg.partitions[topic]
-	ps, ok := b.tr.(transport.PartitionStore)
-	if !ok || !transport.FeaturesOf(b.tr).Partitions {
+	ps := b.parts.store
+	if ps == nil {
 		// New refused WithPartitions on such a transport: nothing is
 		// partitioned, and nothing can be.
 		return unpartitioned, nil
 	}
+	if err := transport.ValidateTopic(topic); err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	n := b.cfg.partitions[topic]
 	var recorded int
 	var err error
 	if n > 0 {
@@ -77,19 +85,13 @@ func (b *Bus) partitions(ctx context.Context, topic string) (*partitioning, erro
 	if recorded != n {
 		return nil, b.mismatch(ctx, topic, recorded, n)
 	}
-	p = unpartitioned
+	p := unpartitioned
 	if n > 0 {
 		p = &partitioning{n: n}
 		p.next.Store(rand.Uint32()) // publishers do not all start at partition 0
 	}
-	b.parts.mu.Lock()
-	if q := b.parts.m[topic]; q != nil {
-		p = q
-	} else {
-		b.parts.m[topic] = p
-	}
-	b.parts.mu.Unlock()
-	return p, nil
+	q, _ := b.parts.m.LoadOrStore(topic, p)
+	return q.(*partitioning), nil
 }
 
 // mismatch explains a configured count (want, 0 for none) that is not the
@@ -138,8 +140,8 @@ func (b *Bus) Repartition(ctx context.Context, topic string, n int) error {
 	if err := transport.ValidatePartitions(topic, n); err != nil {
 		return fmt.Errorf("bus: repartition: %w", err)
 	}
-	ps, ok := b.tr.(transport.PartitionStore)
-	if !ok || !transport.FeaturesOf(b.tr).Partitions {
+	ps := b.parts.store
+	if ps == nil {
 		return fmt.Errorf("bus: repartition %q: the transport %T records no partition counts (transport.PartitionStore): %w", topic, b.tr, errors.ErrUnsupported)
 	}
 	cur, err := ps.Partitions(ctx, topic)
@@ -168,9 +170,7 @@ func (b *Bus) Repartition(ctx context.Context, topic string, n int) error {
 	if got != n {
 		return fmt.Errorf("bus: repartition %q from %d to %d: changed meanwhile to %d by another process: %w", topic, cur, n, got, ErrPartitionCount)
 	}
-	b.parts.mu.Lock()
-	delete(b.parts.m, topic)
-	b.parts.mu.Unlock()
+	b.parts.m.Delete(topic)
 	return nil
 }
 
@@ -179,9 +179,6 @@ func (b *Bus) Repartition(ctx context.Context, topic string, n int) error {
 // (its ExtPartitionKey extension), or the next one round robin for an
 // unkeyed event.
 func (b *Bus) route(ctx context.Context, topic string, e *envelope.Envelope) (string, error) {
-	if err := transport.ValidateTopic(topic); err != nil {
-		return "", fmt.Errorf("bus: %w", err)
-	}
 	p, err := b.partitions(ctx, topic)
 	if err != nil || p.n == 0 {
 		return topic, err

@@ -22,7 +22,7 @@ type Shipment struct {
 	N     int    `json:"n"`
 }
 
-func (Shipment) EventType() string        { return "shipment" }
+func (Shipment) EventType() string      { return "shipment" }
 func (s Shipment) PartitionKey() string { return s.Order }
 
 // Ping has no key.
