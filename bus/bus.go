@@ -39,6 +39,7 @@ type Bus struct {
 	// holder is the bus's id in its durable consumers' leases: its
 	// subscriptions share them (each follows its own topics).
 	holder string
+	parts  *partitionsCache // topic -> agreed partition count
 
 	mu        sync.Mutex
 	groups    map[string]*group
@@ -67,6 +68,9 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 		cfg.invalid("nil transport")
 	} else if cfg.consumer != "" && !transport.FeaturesOf(tr).Checkpoints {
 		cfg.invalid(fmt.Sprintf("WithConsumer: the transport %T stores no checkpoints (transport.CheckpointStore)", tr))
+	}
+	if tr != nil && len(cfg.partitions) > 0 && !transport.FeaturesOf(tr).Partitions {
+		cfg.invalid(fmt.Sprintf("WithPartitions: the transport %T records no partition counts (transport.PartitionStore), so its processes could not agree on them", tr))
 	}
 	if tr != nil && len(cfg.followerOps) > 0 {
 		// The follower options are checked now, not at Run. The consumer
@@ -102,6 +106,7 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 		dec:       envelope.Decoder{MaxSize: cfg.maxSize},
 		src:       envelope.WithSource(cfg.source),
 		holder:    replay.HolderID(),
+		parts:     newPartitionsCache(tr),
 		groups:    make(map[string]*group),
 		upcasters: make(map[string]map[int]Upcaster),
 		runErr:    make(chan error, 1),
@@ -118,13 +123,16 @@ func (b *Bus) TopicOf(eventType string) string {
 	return eventType
 }
 
-// Publish publishes ev and returns its position once it is durable.
+// Publish publishes ev and returns its position once it is durable. On a
+// partitioned topic (WithPartitions) the event goes to the partition of its
+// key (WithKey, Keyed), and the position is in that partition's topic
+// (Position has no topic: see transport.PartitionOf).
 func (b *Bus) Publish(ctx context.Context, ev Event, opts ...PublishOption) (transport.Position, error) {
 	var pc pubConfig
 	for _, o := range opts {
 		o(&pc)
 	}
-	e, err := b.envelope(ev, pc.envOpts)
+	e, err := b.envelope(ev, &pc)
 	if err != nil {
 		return transport.Position{}, err
 	}
@@ -152,10 +160,16 @@ func typeAsTopic(typ, topic string) error {
 }
 
 // PublishEnvelope publishes an envelope as it is to topic: for tools that
-// forward or re-publish events (the CLI, dead-letter requeue).
+// forward or re-publish events (the CLI, dead-letter requeue). On a
+// partitioned topic it goes to the partition of its ExtPartitionKey
+// extension.
 func (b *Bus) PublishEnvelope(ctx context.Context, topic string, e *envelope.Envelope) (transport.Position, error) {
 	if b.isClosed() {
 		return transport.Position{}, ErrClosed
+	}
+	topic, err := b.route(ctx, topic, e)
+	if err != nil {
+		return transport.Position{}, err
 	}
 	ctx, done := b.runHooks(ctx, topic, e)
 	msg, err := b.message(topic, e)
@@ -189,7 +203,7 @@ func (b *Bus) PublishBatch(ctx context.Context, events []Event, opts ...PublishO
 		return nil, err
 	}
 	for i, ev := range events {
-		e, err := b.envelope(ev, pc.envOpts)
+		e, err := b.envelope(ev, &pc)
 		if err != nil {
 			return refuse(fmt.Errorf("bus: batch event %d: %w", i, err))
 		}
@@ -197,8 +211,11 @@ func (b *Bus) PublishBatch(ctx context.Context, events []Event, opts ...PublishO
 		if topic == "" {
 			topic = b.TopicOf(e.Type)
 			if err := typeAsTopic(e.Type, topic); err != nil {
-				return nil, fmt.Errorf("bus: batch event %d: %w", i, err)
+				return refuse(fmt.Errorf("bus: batch event %d: %w", i, err))
 			}
+		}
+		if topic, err = b.route(ctx, topic, e); err != nil {
+			return refuse(fmt.Errorf("bus: batch event %d: %w", i, err))
 		}
 		_, done := b.runHooks(ctx, topic, e)
 		dones = append(dones, done)
@@ -225,7 +242,7 @@ func (b *Bus) PublishBatch(ctx context.Context, events []Event, opts ...PublishO
 	return pos, err
 }
 
-func (b *Bus) envelope(ev Event, extra []envelope.Option) (*envelope.Envelope, error) {
+func (b *Bus) envelope(ev Event, pc *pubConfig) (*envelope.Envelope, error) {
 	if ev == nil {
 		return nil, errors.New("bus: publish of a nil event")
 	}
@@ -234,7 +251,14 @@ func (b *Bus) envelope(ev Event, extra []envelope.Option) (*envelope.Envelope, e
 	if v := versionOf(ev); v != 1 { // 1 is the envelope's default
 		opts = append(opts, envelope.WithVersion(v))
 	}
-	opts = append(opts, extra...)
+	key := pc.key
+	if k, ok := ev.(Keyed); ok && !pc.keySet {
+		key = k.PartitionKey()
+	}
+	if key != "" {
+		opts = append(opts, envelope.WithExtension(ExtPartitionKey, key))
+	}
+	opts = append(opts, pc.envOpts...)
 	e, err := envelope.New(ev.EventType(), ev, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("bus: event %q: %w", ev.EventType(), err)

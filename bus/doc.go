@@ -19,6 +19,11 @@
 // to another topic (several types on one topic share its order). Handlers of
 // one topic run one at a time, in order; topics run concurrently.
 //
+// Partitions: WithPartitions splits a topic into N topics of its own, by
+// the hash of each event's key (WithKey, Keyed), so that order is kept per
+// key and the partitions can be shared out; a subscription on the topic
+// follows every partition. See docs/groups.md.
+//
 // Bad input never stops a topic: an event whose envelope cannot be decoded,
 // whose type has no handler on its topic, whose payload does not decode into
 // the handler's type, or whose version cannot be upcast is reported to the

@@ -21,6 +21,21 @@ type Versioned interface {
 	EventVersion() int
 }
 
+// Keyed is an Event that names its partition key: on a partitioned topic
+// (WithPartitions) the events of one key go to one partition and keep
+// their order. WithKey on Publish wins over it. An empty key makes the
+// event unkeyed: unkeyed events are spread evenly over the partitions, and
+// no order is promised between them.
+type Keyed interface {
+	PartitionKey() string
+}
+
+// ExtPartitionKey is the envelope extension that carries an event's
+// partition key (the CloudEvents partitioning extension's name), so that
+// consumers, and re-publishing tools (dead-letter Requeue), see it. It
+// never changes once data exists.
+const ExtPartitionKey = "partitionkey"
+
 // Message is an event as a handler sees it: the decoded envelope and where
 // it sits in its topic. Every attempt at an event (retries by the bus or by
 // middleware) shares one Message: handlers and middleware read it and must

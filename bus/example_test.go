@@ -3,6 +3,9 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/durabus/durabus/bus"
@@ -153,4 +156,44 @@ func ExampleSubscription_Drain() {
 	// welcome ada@example.com
 	// welcome grace@example.com
 	// drained: <nil>
+}
+
+// PaymentCaptured names its partition key: the payments of one order stay
+// in order.
+type PaymentCaptured struct {
+	Order string `json:"order"`
+	Cents int    `json:"cents"`
+}
+
+func (PaymentCaptured) EventType() string      { return "payment.captured" }
+func (p PaymentCaptured) PartitionKey() string { return p.Order }
+
+func ExampleWithPartitions() {
+	tr, _ := memtransport.New() // redistransport records the count in Redis
+	defer tr.Close()
+	b, _ := bus.New(tr, bus.WithPartitions("payment.captured", 4))
+	ctx := context.Background()
+	for _, p := range []PaymentCaptured{{"order-17", 100}, {"order-42", 250}, {"order-17", 300}, {"order-42", 50}} {
+		if _, err := b.Publish(ctx, p); err != nil { // to partition FNV-1a(p.Order) mod 4
+			panic(err)
+		}
+	}
+	var mu sync.Mutex
+	seen := map[string][]string{} // partition topic -> what it delivered, in order
+	handled := make(chan struct{})
+	bus.Subscribe(b, func(ctx context.Context, p *PaymentCaptured) error {
+		m, _ := bus.MessageFrom(ctx)
+		mu.Lock()
+		seen[m.Topic] = append(seen[m.Topic], fmt.Sprintf("%s:%d", p.Order, p.Cents))
+		mu.Unlock()
+		handled <- struct{}{}
+		return nil
+	}, bus.StartAt(bus.Beginning())) // one subscription follows every partition
+	runUntil(b, handled, 4)
+	for _, topic := range slices.Sorted(maps.Keys(seen)) {
+		fmt.Println(topic, seen[topic])
+	}
+	// Output:
+	// payment.captured:p0 [order-42:250 order-42:50]
+	// payment.captured:p2 [order-17:100 order-17:300]
 }

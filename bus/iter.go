@@ -74,7 +74,11 @@ func (b *Bus) Events(ctx context.Context, pattern string, opts ...SubscribeOptio
 		if transport.IsPattern(pattern) {
 			fopts = append(fopts, replay.WithPattern(pattern), replay.WithExclude(deadUnlessAsked(pattern)))
 		} else {
-			fopts = append(fopts, replay.WithTopics(pattern))
+			if _, err := b.partitions(ctx, pattern); err != nil {
+				yield(nil, err)
+				return
+			}
+			fopts = append(fopts, replay.WithTopics(b.followed(pattern)...))
 		}
 		if b.cfg.consumer != "" {
 			fopts = append(fopts, replay.WithConsumer(b.cfg.consumer+"@events:"+pattern), replay.WithLeaseHolder(b.holder))

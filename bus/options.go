@@ -29,6 +29,7 @@ type config struct {
 	maxSize     int
 	maxSizeSet  bool // WithMaxEventSize was given
 	followerOps []replay.Option
+	partitions  map[string]int // topic -> N (WithPartitions)
 	errs        []error
 }
 
@@ -128,6 +129,29 @@ func WithFollowerOptions(opts ...replay.Option) Option {
 	return func(c *config) { c.followerOps = append(c.followerOps, opts...) }
 }
 
+// WithPartitions gives topic n partitions (1 to
+// transport.MaxPartitions): its events go to n topics of their own,
+// "<topic>:p0" … (transport.PartitionTopic), by the hash of their key (see
+// WithKey and Keyed); order is kept per partition, hence per key. Give
+// the same option to every bus that publishes or subscribes to topic: n is
+// recorded in the back end by the first of them, and a bus with another
+// count, or with none, gets an error wrapping ErrPartitionCount rather
+// than splitting the topic. topic is a topic name: an event type's own
+// name unless WithRoute sends it elsewhere. The transport must record
+// partition counts (transport.PartitionStore). Default: not partitioned.
+// See docs/groups.md for how to choose n.
+func WithPartitions(topic string, n int) Option {
+	return func(c *config) {
+		if err := transport.ValidatePartitions(topic, n); err != nil {
+			c.invalid("WithPartitions(%q, %d): %v", topic, n, err)
+		}
+		if c.partitions == nil {
+			c.partitions = make(map[string]int)
+		}
+		c.partitions[topic] = n
+	}
+}
+
 // SubscribeOption configures one subscription.
 type SubscribeOption func(*subConfig)
 
@@ -170,11 +194,23 @@ type PublishOption func(*pubConfig)
 
 type pubConfig struct {
 	topic   string
+	key     string
+	keySet  bool
 	envOpts []envelope.Option
 }
 
 // ToTopic publishes to topic instead of the event type's topic.
 func ToTopic(topic string) PublishOption { return func(c *pubConfig) { c.topic = topic } }
+
+// WithKey sets the event's partition key, which picks its partition on a
+// partitioned topic (see WithPartitions): events with one key keep their
+// order. It wins over the event's own PartitionKey method (Keyed); an
+// empty key makes the event unkeyed. The key travels in the envelope's
+// "partitionkey" extension (ExtPartitionKey), on any topic. Default: the
+// event's PartitionKey, else none.
+func WithKey(key string) PublishOption {
+	return func(c *pubConfig) { c.key, c.keySet = key, true }
+}
 
 // WithEnvelope sets envelope attributes: id, time, extensions such as a
 // correlation id, trace context.

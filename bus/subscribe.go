@@ -30,6 +30,9 @@ type group struct {
 	stop    context.CancelFunc
 	stopped bool
 	done    chan struct{}
+	// failed is why the group could not start (its partition count
+	// disagrees with the back end's); set before done closes.
+	failed error
 }
 
 // Subscribe registers h for the events of type T, on the topic of T's type
@@ -238,7 +241,13 @@ func (b *Bus) Ready(ctx context.Context) error {
 	for _, g := range groups {
 		select {
 		case <-g.follower.Ready():
-		case <-g.done: // stopped
+		case <-g.done: // stopped, or failed to start
+			b.mu.Lock()
+			failed := g.failed
+			b.mu.Unlock()
+			if failed != nil {
+				return failed
+			}
 		case <-b.done:
 			return ErrClosed
 		case <-ctx.Done():
@@ -276,7 +285,7 @@ func (b *Bus) startLocked(g *group) error {
 	if g.pattern {
 		opts = append(opts, replay.WithPattern(g.key), replay.WithExclude(deadUnlessAsked(g.key)))
 	} else {
-		opts = append(opts, replay.WithTopics(g.key))
+		opts = append(opts, replay.WithTopics(b.followed(g.key)...))
 	}
 	if b.cfg.consumer != "" {
 		opts = append(opts, replay.WithConsumer(b.consumerFor(g.key, g.pattern)), replay.WithLeaseHolder(b.holder))
@@ -292,6 +301,21 @@ func (b *Bus) startLocked(g *group) error {
 	go func() {
 		defer b.wg.Done()
 		defer b.ended(g)
+		if !g.pattern {
+			if err := b.agree(ctx, g.key); err != nil {
+				if errors.Is(err, ErrPartitionCount) {
+					b.mu.Lock()
+					g.failed = err
+					b.mu.Unlock()
+					b.log.Error("durabus: bus: subscription not started", "topic", g.key, "err", err)
+					select {
+					case b.runErr <- fmt.Errorf("bus: subscription %q: %w", g.key, err):
+					default:
+					}
+				}
+				return
+			}
+		}
 		if err := f.Run(ctx); err != nil {
 			select {
 			case b.runErr <- fmt.Errorf("bus: subscription %q: %w", g.key, err):

@@ -6,7 +6,7 @@
 // on top of it. Implementations live in sub-packages (memtransport,
 // redistransport) and every one of them must pass transporttest.Run.
 // Optional abilities (PatternSubscriber, Seeker, TopicLister,
-// CheckpointStore, Owner) are discovered with type assertions, as
+// CheckpointStore, Owner, PartitionStore) are discovered with type assertions, as
 // http.Flusher is: FeaturesOf reports them.
 package transport
 
@@ -153,6 +153,7 @@ type Features struct {
 	Topics      bool // TopicLister
 	Checkpoints bool // CheckpointStore
 	Ownership   bool // Owner
+	Partitions  bool // PartitionStore
 }
 
 // FeatureNarrower is implemented by a transport whose configuration turns
@@ -170,11 +171,12 @@ func FeaturesOf(tr Transport) Features {
 	_, t := tr.(TopicLister)
 	_, c := tr.(CheckpointStore)
 	_, o := tr.(Owner)
-	f := Features{Patterns: p, Seek: s, Topics: t, Checkpoints: c, Ownership: o}
+	_, ps := tr.(PartitionStore)
+	f := Features{Patterns: p, Seek: s, Topics: t, Checkpoints: c, Ownership: o, Partitions: ps}
 	if n, ok := tr.(FeatureNarrower); ok {
 		m := n.Features()
 		f = Features{Patterns: p && m.Patterns, Seek: s && m.Seek, Topics: t && m.Topics,
-			Checkpoints: c && m.Checkpoints, Ownership: o && m.Ownership}
+			Checkpoints: c && m.Checkpoints, Ownership: o && m.Ownership, Partitions: ps && m.Partitions}
 	}
 	return f
 }

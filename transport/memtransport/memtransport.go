@@ -30,7 +30,10 @@ const (
 	DefaultBuffer  = 1024    // frames queued per subscription
 )
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport      = (*Transport)(nil)
+	_ transport.PartitionStore = (*Transport)(nil)
+)
 
 // Option configures New.
 type Option func(*Transport) error
@@ -100,6 +103,7 @@ type Transport struct {
 	logs         map[string]*topicLog
 	subs         map[*subscription]struct{}
 	checkpoints  map[string]map[string]transport.Position
+	partitions   map[string]int // topic -> recorded partition count
 	dropFn       func(topic string, seq uint64) bool
 	disconnected bool
 
@@ -133,6 +137,7 @@ func New(opts ...Option) (*Transport, error) {
 		logs:        make(map[string]*topicLog),
 		subs:        make(map[*subscription]struct{}),
 		checkpoints: make(map[string]map[string]transport.Position),
+		partitions:  make(map[string]int),
 	}
 	var errs []error
 	for _, o := range opts {
@@ -417,6 +422,48 @@ func (t *Transport) LoadCheckpoints(ctx context.Context, consumer string) (map[s
 		out[topic] = p
 	}
 	return out, nil
+}
+
+// Partitions returns the partition count recorded for topic in this
+// process, 0 when none is (transport.PartitionStore).
+func (t *Transport) Partitions(ctx context.Context, topic string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := transport.ValidateTopic(topic); err != nil {
+		return 0, fmt.Errorf("memtransport: partitions: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return 0, errClosed("partitions")
+	}
+	return t.partitions[topic], nil
+}
+
+// SetPartitions records n as the partition count of topic when the one
+// recorded is old (transport.PartitionStore).
+func (t *Transport) SetPartitions(ctx context.Context, topic string, old, n int) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := transport.ValidatePartitions(topic, n); err != nil {
+		return 0, fmt.Errorf("memtransport: set partitions: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return 0, errClosed("set partitions")
+	}
+	cur := t.partitions[topic]
+	if cur != old {
+		return cur, nil
+	}
+	if cur == 0 && t.logs[topic] != nil {
+		return 0, fmt.Errorf("memtransport: set partitions of %q: %w", topic, transport.ErrTopicHasEvents)
+	}
+	t.partitions[topic] = n
+	return n, nil
 }
 
 // Close ends every subscription (their Err becomes transport.ErrClosed),

@@ -26,6 +26,9 @@
 //	                            event <id>; only with WithIdempotency, expires
 //	                            after the window
 //	ns:{T}             channel  live frames (PUBLISH, or SPUBLISH when sharded)
+//	ns:{T}:partitions  String   N, the partition count of a partitioned topic T
+//	                            (see partitions.go); T's events are in the
+//	                            topics T:p0 … T:p<N-1>, each with its own tag
 //	ns:topics          ZSet     topic -> last publish time, Unix ms (client clock);
 //	                            written beside the script (another slot)
 //	ns:consumer:<name> Hash     topic -> Position.String() of a durable consumer

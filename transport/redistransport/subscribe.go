@@ -59,7 +59,7 @@ func (t *Transport) Subscribe(ctx context.Context, topics ...string) (transport.
 // Features narrows what the transport offers (transport.FeaturesOf): with
 // WithShardedPubSub there are no pattern subscriptions.
 func (t *Transport) Features() transport.Features {
-	return transport.Features{Patterns: !t.cfg.sharded, Seek: true, Topics: true, Checkpoints: true, Ownership: true}
+	return transport.Features{Patterns: !t.cfg.sharded, Seek: true, Topics: true, Checkpoints: true, Ownership: true, Partitions: true}
 }
 
 // SubscribePattern is Subscribe for glob patterns over topic names, with

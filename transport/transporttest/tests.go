@@ -643,3 +643,56 @@ func testNotAliased(e *env) {
 		clear(page.Events[0].Data)
 	}
 }
+
+// testPartitions: a first count is recorded once and read back; a record
+// with a stale old count changes nothing and returns the recorded one; a
+// compare-and-set with the right old count changes it; a topic with events
+// of its own is not given a first count; invalid counts are refused.
+func testPartitions(e *env) {
+	ps, ok := e.tr.(transport.PartitionStore)
+	if !e.feat.Partitions || !ok {
+		e.Skip("the transport offers no transport.PartitionStore")
+	}
+	topic := e.topic("p")
+	if n, err := ps.Partitions(e.ctx, topic); n != 0 || err != nil {
+		e.Fatalf("Partitions of a new topic = %d, %v; want 0, nil", n, err)
+	}
+	if n, err := ps.SetPartitions(e.ctx, topic, 0, 8); n != 8 || err != nil {
+		e.Fatalf("first SetPartitions(0, 8) = %d, %v; want 8, nil", n, err)
+	}
+	if n, err := ps.SetPartitions(e.ctx, topic, 0, 16); n != 8 || err != nil {
+		e.Fatalf("SetPartitions(0, 16) over 8 = %d, %v; want 8 (unchanged), nil", n, err)
+	}
+	if n, err := ps.Partitions(e.ctx, topic); n != 8 || err != nil {
+		e.Fatalf("Partitions = %d, %v; want 8", n, err)
+	}
+	if n, err := ps.SetPartitions(e.ctx, topic, 8, 4); n != 4 || err != nil {
+		e.Fatalf("SetPartitions(8, 4) = %d, %v; want 4, nil", n, err)
+	}
+	if n, err := ps.Partitions(e.ctx, topic); n != 4 || err != nil {
+		e.Fatalf("Partitions after the change = %d, %v; want 4", n, err)
+	}
+	// A partition is an ordinary topic: publishing to it leaves the
+	// count alone.
+	e.publish(transport.PartitionTopic(topic, 3), payload{I: 1})
+	if n, err := ps.Partitions(e.ctx, topic); n != 4 || err != nil {
+		e.Fatalf("Partitions after a publish to a partition = %d, %v; want 4", n, err)
+	}
+
+	plain := e.topic("plain")
+	e.publish(plain, payload{I: 1})
+	if n, err := ps.SetPartitions(e.ctx, plain, 0, 4); !errors.Is(err, transport.ErrTopicHasEvents) {
+		e.Fatalf("SetPartitions of a topic with events = %d, %v; want ErrTopicHasEvents", n, err)
+	}
+	if n, err := ps.Partitions(e.ctx, plain); n != 0 || err != nil {
+		e.Fatalf("Partitions after a refused record = %d, %v; want 0", n, err)
+	}
+	for _, n := range []int{0, -1, transport.MaxPartitions + 1} {
+		if _, err := ps.SetPartitions(e.ctx, e.topic("bad"), 0, n); err == nil {
+			e.Errorf("SetPartitions(0, %d) accepted", n)
+		}
+	}
+	if _, err := ps.Partitions(e.ctx, "no spaces"); !errors.Is(err, transport.ErrInvalidTopic) {
+		e.Errorf("Partitions of an invalid topic: %v, want ErrInvalidTopic", err)
+	}
+}

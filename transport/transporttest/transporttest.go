@@ -29,7 +29,7 @@ import (
 
 // Features configures the suite for the transport under test. Which
 // optional abilities it tests (patterns, seeking, topic listing,
-// checkpoints) it learns from transport.FeaturesOf, as the bus and the
+// checkpoints, partition counts) it learns from transport.FeaturesOf, as the bus and the
 // follower do.
 type Features struct {
 	// MaxSize is the transport's limit for Message.Data in bytes: the suite
@@ -87,6 +87,7 @@ func Run(t *testing.T, newTransport func(t *testing.T) transport.Transport, f Fe
 		{"TransportClose", testTransportClose},
 		{"Checkpoints", testCheckpoints},
 		{"DataNotAliased", testNotAliased},
+		{"Partitions", testPartitions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
