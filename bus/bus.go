@@ -69,6 +69,12 @@ func New(tr transport.Transport, opts ...Option) (*Bus, error) {
 	} else if cfg.consumer != "" && !transport.FeaturesOf(tr).Checkpoints {
 		cfg.invalid(fmt.Sprintf("WithConsumer: the transport %T stores no checkpoints (transport.CheckpointStore)", tr))
 	}
+	if cfg.group != "" && cfg.consumer != "" {
+		cfg.invalid("WithGroup and WithConsumer: a group member's checkpoints are named after the group")
+	}
+	if _, ok := tr.(transport.GroupStore); tr != nil && cfg.group != "" && (!ok || !transport.FeaturesOf(tr).Ownership || !transport.FeaturesOf(tr).Checkpoints) {
+		cfg.invalid(fmt.Sprintf("WithGroup: the transport %T keeps no group membership, leases or checkpoints (transport.GroupStore, transport.Owner, transport.CheckpointStore)", tr))
+	}
 	if tr != nil && len(cfg.partitions) > 0 && !transport.FeaturesOf(tr).Partitions {
 		cfg.invalid(fmt.Sprintf("WithPartitions: the transport %T records no partition counts (transport.PartitionStore), so its processes could not agree on them", tr))
 	}

@@ -20,6 +20,7 @@ type Option func(*config)
 type config struct {
 	source      string
 	consumer    string
+	group       string
 	routes      map[string]string
 	mw          []Middleware
 	hooks       []PublishHook
@@ -59,6 +60,31 @@ func WithConsumer(name string) Option {
 			c.invalid("%v", err)
 		}
 		c.consumer = name
+	}
+}
+
+// WithGroup makes the bus a member of the consumer group name: the
+// processes whose buses have one group name share the work of each
+// subscription. The topics of a subscription (the partitions of a
+// partitioned topic, see WithPartitions; the topics a pattern matches) are
+// spread over the members, each owned by one member at a time, in order,
+// with its checkpoint "<name>/<key>@<topic>" (key: the subscription's
+// topic or pattern) fenced by its lease: every event is handled by the
+// group at least once. A member that leaves (Close, Shutdown,
+// Subscription.Stop) hands its topics over at once; one that dies is
+// replaced when its lease lapses (replay.DefaultGroupLease, or the TTL of
+// replay.WithLease in WithFollowerOptions). See docs/groups.md.
+//
+// A topic that is not partitioned is one unit of work: one member handles
+// it, the others stand by. WithGroup excludes WithConsumer, and needs a
+// transport that keeps group membership (transport.GroupStore), leases
+// and checkpoints.
+func WithGroup(name string) Option {
+	return func(c *config) {
+		if err := replay.ValidateConsumer(name + "/x@y"); err != nil || name == "" {
+			c.invalid("group name %q: want 1 to 396 printable ASCII bytes without spaces", name)
+		}
+		c.group = name
 	}
 }
 

@@ -22,7 +22,7 @@ type group struct {
 	startSet bool
 	typed    map[string]Handler // event type → handler
 	catchAll Handler            // Handle's handler
-	follower *replay.Follower
+	follower runner
 	sub      *Subscription // the handle every registration on key shares
 	// stop ends the follower's Run (set while running); stopped is set by
 	// Subscription.Stop; done closes when the follower has returned, or
@@ -33,6 +33,14 @@ type group struct {
 	// failed is why the group could not start (its partition count
 	// disagrees with the back end's); set before done closes.
 	failed error
+}
+
+// runner is what a subscription runs: a *replay.Follower, or with
+// WithGroup a *replay.Group member.
+type runner interface {
+	Run(ctx context.Context) error
+	Ready() <-chan struct{}
+	Stats() replay.Stats
 }
 
 // Subscribe registers h for the events of type T, on the topic of T's type
@@ -287,10 +295,17 @@ func (b *Bus) startLocked(g *group) error {
 	} else {
 		opts = append(opts, replay.WithTopics(b.followed(g.key)...))
 	}
-	if b.cfg.consumer != "" {
-		opts = append(opts, replay.WithConsumer(b.consumerFor(g.key, g.pattern)), replay.WithLeaseHolder(b.holder))
+	var f runner
+	var err error
+	if b.cfg.group != "" {
+		opts = append(opts, replay.WithLeaseHolder(b.holder))
+		f, err = replay.NewGroup(b.tr, b.cfg.group+"/"+g.key, b.handlerOf(g), opts...)
+	} else {
+		if b.cfg.consumer != "" {
+			opts = append(opts, replay.WithConsumer(b.consumerFor(g.key, g.pattern)), replay.WithLeaseHolder(b.holder))
+		}
+		f, err = replay.New(b.tr, b.handlerOf(g), opts...)
 	}
-	f, err := replay.New(b.tr, b.handlerOf(g), opts...)
 	if err != nil {
 		return fmt.Errorf("bus: subscription %q: %w", g.key, err)
 	}
@@ -514,6 +529,9 @@ type SubscriptionStatus struct {
 	Types    []string
 	CatchAll bool
 	Stats    replay.Stats
+	// Group is set for a member of a consumer group (WithGroup): the
+	// topics it owns, the group's members and its counters.
+	Group *replay.GroupStats
 }
 
 // Status lists the subscriptions with their cursors, heads, lag, connected
@@ -537,6 +555,10 @@ func (g *group) statusLocked() SubscriptionStatus {
 	sort.Strings(s.Types)
 	if g.follower != nil {
 		s.Stats = g.follower.Stats()
+		if m, ok := g.follower.(*replay.Group); ok {
+			gs := m.GroupStats()
+			s.Group = &gs
+		}
 	}
 	return s
 }

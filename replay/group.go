@@ -197,8 +197,42 @@ type GroupStats struct {
 	Followers map[string]Stats
 }
 
-// Stats returns a snapshot of the member's counters.
-func (g *Group) Stats() GroupStats {
+// Stats returns the counters and cursors of the followers this member runs
+// now, summed as one follower of their topics would show them: Connected
+// when every one is.
+func (g *Group) Stats() Stats {
+	g.mu.Lock()
+	fs := make([]*Follower, 0, len(g.units))
+	for _, u := range g.units {
+		fs = append(fs, u.f)
+	}
+	g.mu.Unlock()
+	var s Stats
+	s.Connected = len(fs) > 0
+	for _, f := range fs {
+		x := f.Stats()
+		s.Delivered += x.Delivered
+		s.Replayed += x.Replayed
+		s.Duplicates += x.Duplicates
+		s.Gaps += x.Gaps
+		s.Repairs += x.Repairs
+		s.HeadRepairs += x.HeadRepairs
+		s.Lost += x.Lost
+		s.LossReports += x.LossReports
+		s.Reconnects += x.Reconnects
+		s.Malformed += x.Malformed
+		s.Overflows += x.Overflows
+		s.HandlerErrors += x.HandlerErrors
+		s.Checkpoints += x.Checkpoints
+		s.Connected = s.Connected && x.Connected
+		s.Topics = append(s.Topics, x.Topics...)
+	}
+	sort.Slice(s.Topics, func(i, j int) bool { return s.Topics[i].Topic < s.Topics[j].Topic })
+	return s
+}
+
+// GroupStats returns a snapshot of the member's group counters.
+func (g *Group) GroupStats() GroupStats {
 	s := GroupStats{Owned: g.Owned(), Rebalances: g.c.rebalances.Load(), Acquired: g.c.acquired.Load(),
 		Released: g.c.released.Load(), LeaseLosses: g.c.lost.Load(), Followers: map[string]Stats{}}
 	g.mu.Lock()

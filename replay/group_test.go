@@ -97,7 +97,7 @@ func TestGroupMembersShareTopicsAndHandOverOnStop(t *testing.T) {
 			t.Errorf("%s: %v", tp, err)
 		}
 	}
-	if s := b.Stats(); s.Acquired < 8 || s.Released != 0 || s.Rebalances < 2 {
+	if s := b.GroupStats(); s.Acquired < 8 || s.Released != 0 || s.Rebalances < 2 {
 		t.Errorf("b's stats %+v, want 8 acquired, none released, 2 rebalances or more", s)
 	}
 	if m := b.Members(); len(m) != 1 || m[0].ID != "b" {
