@@ -81,10 +81,12 @@ type groupUnit struct {
 	done    chan struct{}
 	leaving bool      // being released
 	since   time.Time // when this member started it
+	owned   bool      // its lease was taken (the handover time is counted)
 }
 
 type groupCounters struct {
 	rebalances, acquired, released, lost atomic.Uint64
+	handover, handoverMax                atomic.Int64 // ns
 }
 
 // NewGroup returns a member of the consumer group name for the topics of
@@ -193,6 +195,11 @@ type GroupStats struct {
 	// whose lease it lost without giving them up (paused past the lease,
 	// or taken over).
 	Rebalances, Acquired, Released, LeaseLosses uint64
+	// Handover is how long this member waited for the lease of the topic
+	// it took last, from the moment the topic became its share (the
+	// previous owner finishing its handlers and checkpoints, or its lease
+	// lapsing); HandoverMax the longest such wait.
+	Handover, HandoverMax time.Duration
 	// Followers has the stats of each topic's follower this member runs.
 	Followers map[string]Stats
 }
@@ -234,7 +241,8 @@ func (g *Group) Stats() Stats {
 // GroupStats returns a snapshot of the member's group counters.
 func (g *Group) GroupStats() GroupStats {
 	s := GroupStats{Owned: g.Owned(), Rebalances: g.c.rebalances.Load(), Acquired: g.c.acquired.Load(),
-		Released: g.c.released.Load(), LeaseLosses: g.c.lost.Load(), Followers: map[string]Stats{}}
+		Released: g.c.released.Load(), LeaseLosses: g.c.lost.Load(), Followers: map[string]Stats{},
+		Handover: time.Duration(g.c.handover.Load()), HandoverMax: time.Duration(g.c.handoverMax.Load())}
 	g.mu.Lock()
 	for _, m := range g.members {
 		s.Members = append(s.Members, m.ID)
@@ -321,6 +329,14 @@ func (g *Group) round(ctx context.Context, topics []string) {
 			delete(g.units, t)
 			continue
 		default:
+		}
+		if !u.owned && u.f.Owner() {
+			u.owned = true
+			d := int64(time.Since(u.since))
+			g.c.handover.Store(d)
+			if d > g.c.handoverMax.Load() {
+				g.c.handoverMax.Store(d)
+			}
 		}
 		if !want[t] && !u.leaving {
 			u.leaving = true

@@ -128,8 +128,9 @@ func (m *Recorder) Middleware(next bus.Handler) bus.Handler {
 }
 
 // Observe registers observable instruments that read b.Status() at each
-// collection: the follower counters per subscription and the consumer lag
-// per topic. Unregister the returned registration when b is gone.
+// collection: the follower counters per subscription, the consumer lag
+// per topic and, for a consumer-group member (bus.WithGroup), the topics
+// it owns, its rebalances, lease losses and last handover time. Unregister the returned registration when b is gone.
 func (m *Recorder) Observe(b *bus.Bus) (metric.Registration, error) {
 	type counter struct {
 		name, desc string
@@ -160,6 +161,27 @@ func (m *Recorder) Observe(b *bus.Bus) (metric.Registration, error) {
 		return nil, err
 	}
 	insts = append(insts, lag)
+	gcs := []*counter{
+		{name: "durabus.group.rebalances", desc: "Changes of this consumer-group member's share.", get: func(s bus.SubscriptionStatus) uint64 { return s.Group.Rebalances }},
+		{name: "durabus.group.lease.losses", desc: "Topics whose lease this group member lost without giving them up.", get: func(s bus.SubscriptionStatus) uint64 { return s.Group.LeaseLosses }},
+	}
+	for _, c := range gcs {
+		if c.inst, err = m.meter.Int64ObservableCounter(c.name, metric.WithUnit("{event}"), metric.WithDescription(c.desc)); err != nil {
+			return nil, err
+		}
+		insts = append(insts, c.inst)
+	}
+	ownedG, err := m.meter.Int64ObservableGauge("durabus.group.owned", metric.WithUnit("{partition}"),
+		metric.WithDescription("Topics (partitions) this consumer-group member owns."))
+	if err != nil {
+		return nil, err
+	}
+	handover, err := m.meter.Float64ObservableGauge("durabus.group.handover", metric.WithUnit("s"),
+		metric.WithDescription("How long this group member waited for the lease of the topic it took last."))
+	if err != nil {
+		return nil, err
+	}
+	insts = append(insts, ownedG, handover)
 	return m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for _, s := range b.Status() {
 			attrs := []attribute.KeyValue{AttrSubscription.String(s.Key)}
@@ -172,6 +194,13 @@ func (m *Recorder) Observe(b *bus.Bus) (metric.Registration, error) {
 			}
 			for _, t := range s.Stats.Topics {
 				o.ObserveInt64(lag, int64(t.Lag), metric.WithAttributeSet(attribute.NewSet(AttrSubscription.String(s.Key), AttrTopic.String(t.Topic))))
+			}
+			if s.Group != nil {
+				for _, c := range gcs {
+					o.ObserveInt64(c.inst, int64(c.get(s)), set)
+				}
+				o.ObserveInt64(ownedG, int64(len(s.Group.Owned)), set)
+				o.ObserveFloat64(handover, s.Group.Handover.Seconds(), set)
 			}
 		}
 		return nil

@@ -129,3 +129,64 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("handler durations %d, lag %d; want 5 and 0", durations, lag)
 	}
 }
+
+func TestGroupMemberMetrics(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	rec, err := metrics.New(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, _ := memtransport.New()
+	defer mem.Close()
+	b, err := bus.New(mem, bus.WithPartitions("ping", 4), bus.WithGroup("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := bus.Subscribe(b, func(context.Context, *Ping) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := rec.Observe(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Unregister()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runDone := make(chan error, 1)
+	go func() { runDone <- b.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for g := sub.Status().Group; g == nil || len(g.Owned) != 4; g = sub.Status().Group {
+		if time.Now().After(deadline) {
+			t.Fatalf("the member does not own the 4 partitions: %+v", g)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if err := <-runDone; err != nil {
+		t.Fatal(err)
+	}
+	var owned, rebalances int64 = -1, -1
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Gauge[int64]:
+				if m.Name == "durabus.group.owned" && len(d.DataPoints) == 1 {
+					owned = d.DataPoints[0].Value
+				}
+			case metricdata.Sum[int64]:
+				if m.Name == "durabus.group.rebalances" && len(d.DataPoints) == 1 {
+					rebalances = d.DataPoints[0].Value
+				}
+			}
+		}
+	}
+	if owned != 4 || rebalances < 1 {
+		t.Errorf("durabus.group.owned %d, durabus.group.rebalances %d; want 4 and at least 1", owned, rebalances)
+	}
+}
