@@ -2,8 +2,11 @@ package bus
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/durabus/durabus/envelope"
+	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport"
 )
 
@@ -52,6 +55,31 @@ type Message struct {
 	// Subscription is the topic or pattern the handler was registered
 	// for; middleware that keeps state per handler (Dedupe) keys by it.
 	Subscription string
+	// Attempt counts the deliveries of this event to the handler chain in
+	// this process: 1 for the first, more after a failure or a Nack (the
+	// calls Retry makes inside one delivery are not counted here). A
+	// restart or a takeover by another group member counts from 1 again.
+	Attempt int
+}
+
+// Nack returns an error that asks for the event to be delivered again
+// soon (replay.DefaultNackDelay), without the bus's backoff, which grows to
+// seconds while a handler keeps failing. Return it from a handler that
+// cannot take the event now but expects to shortly (a lock held, a
+// dependency warming up). The topic (the partition) waits meanwhile, so
+// order is kept. Retry passes a nack up at once; DeadLetter sends the
+// event to the dead letter after its maximum of deliveries (see
+// middleware.DeadLetterAfter). err says why; it may be nil.
+func Nack(err error) error { return replay.Nack(err, 0) }
+
+// NackAfter is Nack with the delay before the next delivery.
+func NackAfter(err error, after time.Duration) error { return replay.Nack(err, after) }
+
+// IsNack reports whether err asks for the event to be delivered again
+// soon (Nack, NackAfter).
+func IsNack(err error) bool {
+	var n *replay.NackError
+	return errors.As(err, &n)
 }
 
 // Handler handles one message. A nil error marks it handled; an error is

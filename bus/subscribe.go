@@ -401,7 +401,7 @@ func (b *Bus) handlerOf(g *group) replay.Handler {
 		if err != nil {
 			err = undecodable(d, err)
 		} else {
-			mc := &msgCtx{Context: ctx, m: Message{Envelope: e, Topic: d.Topic, Position: d.Position, Replayed: d.Replayed, Subscription: g.key}}
+			mc := &msgCtx{Context: ctx, m: Message{Envelope: e, Topic: d.Topic, Position: d.Position, Replayed: d.Replayed, Subscription: g.key, Attempt: max(d.Attempt, 1)}}
 			err = h.Handle(mc, &mc.m)
 		}
 		if err == nil {

@@ -51,11 +51,32 @@ func (f PublisherFunc) PublishEnvelope(ctx context.Context, topic string, e *env
 // error is returned joined with the publish error, and the bus calls the
 // chain again later: nothing is dropped.
 func DeadLetter(p Publisher) bus.Middleware {
+	return DeadLetterAfter(p, DefaultMaxDeliveries)
+}
+
+// DefaultMaxDeliveries is how many deliveries of a nacked event DeadLetter
+// allows before it dead-letters the event.
+const DefaultMaxDeliveries = 10
+
+// DeadLetterAfter is DeadLetter with the number of deliveries of a nacked
+// event (bus.Nack) before it is dead-lettered: a nack on a delivery before
+// maxDeliveries (bus.Message.Attempt) goes up to the bus, which delivers
+// the event again soon; on delivery maxDeliveries the event is
+// dead-lettered as a failure. maxDeliveries below 1 means
+// DefaultMaxDeliveries. Other errors are dead-lettered at once, as
+// DeadLetter does.
+func DeadLetterAfter(p Publisher, maxDeliveries int) bus.Middleware {
+	if maxDeliveries < 1 {
+		maxDeliveries = DefaultMaxDeliveries
+	}
 	return func(next bus.Handler) bus.Handler {
 		return bus.HandlerFunc(func(ctx context.Context, m *bus.Message) error {
 			ctx, c := withCall(ctx)
 			err := next.Handle(ctx, m)
 			if err == nil || ctx.Err() != nil {
+				return err
+			}
+			if bus.IsNack(err) && m.Attempt < maxDeliveries {
 				return err
 			}
 			if _, isDead := m.Extensions[bus.ExtDeadTopic]; isDead {
@@ -65,7 +86,11 @@ func DeadLetter(p Publisher) bus.Middleware {
 				return nil
 			}
 			dead := bus.DeadLetterTopic(m.Topic)
-			if _, perr := p.PublishEnvelope(ctx, dead, bus.NewDeadLetter(m, err, c.attempts())); perr != nil {
+			attempts := c.attempts()
+			if bus.IsNack(err) {
+				attempts = m.Attempt // the deliveries, each nacked
+			}
+			if _, perr := p.PublishEnvelope(ctx, dead, bus.NewDeadLetter(m, err, attempts)); perr != nil {
 				return errors.Join(err, fmt.Errorf("middleware: dead-letter to %q: %w", dead, perr))
 			}
 			c.markDead(dead)

@@ -29,6 +29,10 @@ type Options struct {
 	// (usually the bus itself). Default none: the error goes back to the
 	// bus, which calls the chain again with backoff, and the topic waits.
 	DeadLetter Publisher
+	// MaxDeliveries bounds the deliveries of an event whose handler keeps
+	// returning bus.Nack before it is dead-lettered (with DeadLetter set).
+	// 0 means DefaultMaxDeliveries (10).
+	MaxDeliveries int
 	// Retry configures Retry. Zero fields take Retry's defaults (5
 	// attempts, 100 ms doubling to 5 s, jitter 0.5).
 	Retry RetryConfig
@@ -71,7 +75,7 @@ func Default(o Options) []bus.Middleware {
 		}
 	}
 	if o.DeadLetter != nil {
-		mw = append(mw, DeadLetter(o.DeadLetter))
+		mw = append(mw, DeadLetterAfter(o.DeadLetter, o.MaxDeliveries))
 	}
 	mw = append(mw, Retry(o.Retry))
 	switch {

@@ -103,7 +103,8 @@ func IsPermanent(err error) bool {
 // and jitter (cenkalti/backoff/v4), until it succeeds, a permanent error
 // (IsPermanent) comes back, MaxAttempts calls were made or MaxElapsed has
 // passed. Then it returns the last error unchanged, so that DeadLetter (or
-// the bus) sees the handler's own error; Attempt(ctx) tells the handler
+// the bus) sees the handler's own error. A nack (bus.Nack) is returned at
+// once: the bus delivers the event again after the nack's delay; Attempt(ctx) tells the handler
 // which attempt it is in. Waits end early when the ctx ends; the last error
 // is then returned wrapped together with the ctx's error.
 func Retry(cfg RetryConfig) bus.Middleware {
@@ -124,8 +125,8 @@ func Retry(cfg RetryConfig) bus.Middleware {
 			for attempt := 1; ; attempt++ {
 				c.setAttempt(attempt)
 				err := next.Handle(ctx, m)
-				if err == nil || IsPermanent(err) {
-					return err
+				if err == nil || IsPermanent(err) || bus.IsNack(err) {
+					return err // a nack: the bus delivers it again soon
 				}
 				if cfg.MaxAttempts > 0 && attempt >= cfg.MaxAttempts {
 					return err

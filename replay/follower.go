@@ -35,7 +35,45 @@ type Delivery struct {
 	// Prepared is what the WithPrepare function returned for this event,
 	// or nil when it was not run (it runs on backlog pages read ahead).
 	Prepared any
+	// Attempt counts the handler calls for this event in this follower:
+	// 1 for the first. A restart, or a takeover by another process,
+	// counts from 1 again.
+	Attempt int
 }
+
+// DefaultNackDelay is how soon an event is delivered again after its
+// handler returned Nack(err, 0).
+const DefaultNackDelay = 10 * time.Millisecond
+
+// NackError is a handler's request to have its event delivered again soon,
+// after After, instead of after the follower's backoff (which grows to
+// seconds while a handler keeps failing). The follower does not report it
+// as a handler error (it counts it in Stats.Nacks) and does not grow its
+// backoff for it. The topic waits meanwhile: order is kept.
+type NackError struct {
+	Err   error
+	After time.Duration
+}
+
+// Nack returns a *NackError: return it from a handler to have the event
+// delivered again after the given delay (DefaultNackDelay when 0). err
+// says why; it may be nil.
+func Nack(err error, after time.Duration) error {
+	if after <= 0 {
+		after = DefaultNackDelay
+	}
+	return &NackError{Err: err, After: after}
+}
+
+func (e *NackError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("replay: nack: deliver again in %v", e.After)
+	}
+	return fmt.Sprintf("replay: nack: deliver again in %v: %v", e.After, e.Err)
+}
+
+// Unwrap returns the reason given.
+func (e *NackError) Unwrap() error { return e.Err }
 
 // HandlerError reports a failed handler call; the call is retried.
 type HandlerError struct {

@@ -230,6 +230,7 @@ func (g *Group) Stats() Stats {
 		s.Malformed += x.Malformed
 		s.Overflows += x.Overflows
 		s.HandlerErrors += x.HandlerErrors
+		s.Nacks += x.Nacks
 		s.Checkpoints += x.Checkpoints
 		s.Connected = s.Connected && x.Connected
 		s.Topics = append(s.Topics, x.Topics...)

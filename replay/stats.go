@@ -10,6 +10,7 @@ type counters struct {
 	delivered, replayed, duplicates, gaps, repairs, headRepairs atomic.Uint64
 	lost, lossReports, reconnects, malformed, overflows         atomic.Uint64
 	handlerErrors, checkpoints                                  atomic.Uint64
+	nacks                                                       atomic.Uint64
 }
 
 // Stats is a snapshot of a follower's counters and cursors.
@@ -32,8 +33,10 @@ type Stats struct {
 	// Malformed counts skipped frames that could not be parsed; Overflows
 	// live frames dropped because a topic's inbox was full (then repaired).
 	Malformed, Overflows uint64
-	// HandlerErrors counts failed handler calls (each retried).
-	HandlerErrors uint64
+	// HandlerErrors counts failed handler calls (each retried); Nacks the
+	// calls that returned Nack (delivered again soon, not counted as
+	// failures).
+	HandlerErrors, Nacks uint64
 	// Checkpoints counts checkpoint saves of a durable consumer.
 	Checkpoints uint64
 	// Connected is true while the live subscription is up.
@@ -67,6 +70,7 @@ func (f *Follower) Stats() Stats {
 		Malformed:     f.c.malformed.Load(),
 		Overflows:     f.c.overflows.Load(),
 		HandlerErrors: f.c.handlerErrors.Load(),
+		Nacks:         f.c.nacks.Load(),
 		Checkpoints:   f.c.checkpoints.Load(),
 		Connected:     f.connected.Load(),
 	}

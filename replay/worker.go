@@ -771,12 +771,20 @@ func (w *worker) deliver(ctx, hctx context.Context, d Delivery) bool {
 	}
 	var bo *backoff.ExponentialBackOff
 	for attempt := 1; ; attempt++ {
+		d.Attempt = attempt
 		err := call(hctx, w.f.h, d)
 		if err == nil {
 			break
 		}
 		if hctx.Err() != nil && errors.Is(err, hctx.Err()) {
 			return false // stopped during the call: not a failure
+		}
+		if nack := (*NackError)(nil); errors.As(err, &nack) {
+			w.f.c.nacks.Add(1)
+			if hctx.Err() != nil || !sleep(ctx, nack.After) || !w.f.mayHandle() {
+				return false
+			}
+			continue
 		}
 		w.f.c.handlerErrors.Add(1)
 		w.f.report(&HandlerError{Topic: w.topic, Position: d.Position, Attempt: attempt, Err: err})
