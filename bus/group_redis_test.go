@@ -138,3 +138,35 @@ func TestRedisGroupMemberThatDiesIsReplacedWhenItsLeaseLapses(t *testing.T) {
 	}
 	t.Logf("%d events handled again after the takeover (the dead member's tail after its last checkpoint)", dups)
 }
+
+func TestRedisClusterGroupSharesPartitionsAcrossMasters(t *testing.T) {
+	// On the 3-master cluster: membership, leases, checkpoints and the
+	// partitions' logs each sit in their own slot; two members share the
+	// 16 partitions and handle every event once, in order per key.
+	const n, perKey = 16, 10
+	cl := redistest.StartCluster(t, 3)
+	pub, _ := bus.New(redisTransport(t, cl.Client(t)), bus.WithPartitions("shipment", n))
+	got := newKeyedLog()
+	var subs []*bus.Subscription
+	for range 2 {
+		b, err := bus.New(redisTransport(t, cl.Client(t)), bus.WithPartitions("shipment", n), bus.WithGroup("ship"), fast)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := bus.Subscribe(b, func(ctx context.Context, e *Shipment) error {
+			m, _ := bus.MessageFrom(ctx)
+			e.Order = keyOf(m)
+			return got.handle(ctx, e)
+		}, bus.StartAt(bus.Beginning()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, b)
+		subs = append(subs, sub)
+	}
+	waitFor(t, "8 partitions each", func() bool { return len(owned(subs[0])) == 8 && len(owned(subs[1])) == 8 })
+	ks := keys(30)
+	publishKeyed(t, pub, ks, perKey)
+	waitFor(t, "every event", func() bool { return got.count() >= len(ks)*perKey })
+	got.check(t, "shipment", n, ks, perKey)
+}

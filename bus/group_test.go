@@ -100,3 +100,45 @@ func (c *int64Map) get(k string) int64 {
 	defer c.mu.Unlock()
 	return c.m[k]
 }
+
+func TestGroupUnderAPatternTakesNewTopicsAsTheyAppear(t *testing.T) {
+	mem := newMem(t)
+	pub, _ := bus.New(mem)
+	handled := newInt64Map()
+	var subs []*bus.Subscription
+	for _, name := range []string{"a", "b"} {
+		b, err := bus.New(mem, bus.WithGroup("audit"), fast)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := b.Handle("audit.*", bus.HandlerFunc(func(ctx context.Context, m *bus.Message) error {
+			handled.add(m.Topic)
+			handled.add(name)
+			return nil
+		}), bus.StartAt(bus.Beginning()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, b)
+		subs = append(subs, sub)
+	}
+	ctx := context.Background()
+	topics := []string{"audit.a", "audit.b", "audit.c", "audit.d"}
+	for _, tp := range topics {
+		if _, err := pub.Publish(ctx, Ping{N: 1}, bus.ToTopic(tp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the 4 new topics owned, 2 each", func() bool { return len(owned(subs[0])) == 2 && len(owned(subs[1])) == 2 })
+	waitFor(t, "one event per topic", func() bool {
+		for _, tp := range topics {
+			if handled.get(tp) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if handled.get("a") == 0 || handled.get("b") == 0 {
+		t.Errorf("a handled %d, b %d: want both", handled.get("a"), handled.get("b"))
+	}
+}
