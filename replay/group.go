@@ -214,8 +214,9 @@ func (g *Group) Stats() Stats {
 		fs = append(fs, u.f)
 	}
 	g.mu.Unlock()
-	var s Stats
-	s.Connected = len(fs) > 0
+	// A member with no topic (a spare) is connected: nothing of its own
+	// is down.
+	s := Stats{Connected: true}
 	for _, f := range fs {
 		x := f.Stats()
 		s.Delivered += x.Delivered
@@ -269,7 +270,17 @@ func (g *Group) Run(ctx context.Context) error {
 	t := time.NewTicker(g.tick)
 	defer t.Stop()
 	var topics []string
+	listed := g.cfg.pattern == ""
 	lastList := time.Time{}
+	// Join first, and give the members that start at the same time (a
+	// deployment) two ticks to show up, so that each does not take every
+	// topic for itself and then hand most of them over again.
+	g.join(ctx)
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(2 * g.tick):
+	}
 	for {
 		if g.cfg.pattern != "" && time.Since(lastList) >= max(g.tick*5, time.Second) {
 			if ts, err := g.lister.Topics(ctx, g.cfg.pattern); err == nil {
@@ -279,20 +290,30 @@ func (g *Group) Run(ctx context.Context) error {
 						topics = append(topics, tp)
 					}
 				}
-				lastList = time.Now()
+				lastList, listed = time.Now(), true
 			} else if ctx.Err() == nil {
 				g.report(fmt.Errorf("replay: group %q: list topics %q: %w", g.name, g.cfg.pattern, err))
 			}
 		} else if g.cfg.pattern == "" {
 			topics = g.cfg.topics
 		}
-		g.round(ctx, topics)
+		if listed {
+			g.round(ctx, topics)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
 	}
+}
+
+// join sends the first heartbeat, so that the others count the member in
+// before it takes a share (a failure is reported by the rounds).
+func (g *Group) join(ctx context.Context) {
+	hctx, cancel := context.WithTimeout(ctx, g.ttl/2)
+	defer cancel()
+	_, _ = g.store.Heartbeat(hctx, g.name, transport.GroupMember{ID: g.id, Host: g.host, Started: g.started}, g.ttl)
 }
 
 // round sends one heartbeat and brings the member's followers to its
@@ -323,21 +344,26 @@ func (g *Group) round(ctx context.Context, topics []string) {
 	for t, u := range g.units {
 		select {
 		case <-u.done:
-			// Stopped: released, or ended by itself (lease lost).
-			if !u.leaving {
-				g.c.lost.Add(1)
-			}
+			// Stopped: released, or ended by itself (a fatal error,
+			// reported): started again if it is still the share.
 			delete(g.units, t)
 			continue
 		default:
 		}
-		if !u.owned && u.f.Owner() {
+		switch owner := u.f.Owner(); {
+		case !u.owned && owner && !u.leaving:
 			u.owned = true
 			d := int64(time.Since(u.since))
 			g.c.handover.Store(d)
 			if d > g.c.handoverMax.Load() {
 				g.c.handoverMax.Store(d)
 			}
+		case u.owned && !owner && !u.leaving:
+			// Its lease lapsed by this member's clock (a pause, Redis
+			// unreachable) or was taken over: the follower stands by.
+			u.owned = false
+			u.since = time.Now()
+			g.c.lost.Add(1)
 		}
 		if !want[t] && !u.leaving {
 			u.leaving = true

@@ -149,10 +149,11 @@ func (f *Follower) keep(ctx context.Context, l *lease, stop func()) {
 }
 
 // standbyLevel is the level of a take-over's log line: a group member's
-// (the normal course of a rebalance) is Info, a standby's Warn.
+// (the normal course of a rebalance, counted in GroupStats) is Debug, a
+// standby's Warn.
 func (f *Follower) standbyLevel() slog.Level {
 	if f.cfg.standbyPoll > 0 {
-		return slog.LevelInfo
+		return slog.LevelDebug
 	}
 	return slog.LevelWarn
 }
