@@ -3,7 +3,11 @@
 //
 //   - chat: a chat room where late joiners get the history and returning
 //     users get what they missed
-//   - orders: order, billing and notification services on durable consumers
+//   - orders: three replicas of one service, as three processes, sharing a
+//     partitioned topic in a consumer group; one is killed, the others
+//     take over, and the order of every order's events is checked
+//   - services: order, billing and notification services on durable
+//     consumers
 //   - worker: a job worker that survives kill -9 and resumes from its
 //     checkpoint
 //   - patterns: one handler for every "user:*:notifications" topic
