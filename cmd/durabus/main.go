@@ -6,9 +6,9 @@
 //
 //	durabus [global flags] <command> [flags] [arguments]
 //
-// Commands: demo, publish, tail, replay, stats, dead, serve, bench, version, help. Run
-// "durabus help <command>" for a command's flags. Global flags may also be
-// given after the command.
+// Commands: demo, publish, tail, replay, stats, groups, dead, serve, bench,
+// version, help. Run "durabus help <command>" for a command's flags. Global
+// flags may also be given after the command.
 //
 // Global flags:
 //
@@ -267,7 +267,7 @@ func commandNames() []string {
 	return names
 }
 
-var commandOrder = []string{"demo", "publish", "tail", "replay", "stats", "dead", "serve", "bench", "version"}
+var commandOrder = []string{"demo", "publish", "tail", "replay", "stats", "groups", "dead", "serve", "bench", "version"}
 
 func mainUsage(w io.Writer) {
 	fmt.Fprint(w, `durabus makes Redis Pub/Sub durable; this tool demonstrates it and
