@@ -290,7 +290,7 @@ func printGroups(w io.Writer, rep *groupsReport, addr string) error {
 	}
 	for _, g := range rep.Groups {
 		fmt.Fprintf(w, "\nGroup %s: %s, %s, lag %s\n", g.Group, plural(len(g.Members), "member"),
-			plural(len(g.Partitions), "partition"), groupLag(g))
+			plural(len(g.Partitions), "partition"), lagText(g.Lag, g.Unknown))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  MEMBER\tHOST\tSTARTED\tLAST HEARTBEAT\tOWNS")
 		if len(g.Members) == 0 {
@@ -331,11 +331,12 @@ func printGroups(w io.Writer, rep *groupsReport, addr string) error {
 	return nil
 }
 
-// groupLag is a group's total lag for humans: "12", or "12 (+2 unknown)".
-func groupLag(g groupReport) string {
-	s := strconv.FormatUint(g.Lag, 10)
-	if g.Unknown > 0 {
-		s += fmt.Sprintf(" (+%d unknown)", g.Unknown)
+// lagText is a group's total lag for humans: "12", or "12 (+2 unknown)"
+// when the lag of 2 partitions is not known.
+func lagText(lag uint64, unknown int) string {
+	s := strconv.FormatUint(lag, 10)
+	if unknown > 0 {
+		s += fmt.Sprintf(" (+%d unknown)", unknown)
 	}
 	return s
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -182,6 +183,16 @@ func TestGroupsShowsMembersPartitionsAndLag(t *testing.T) {
 		if rows[p] != 1 {
 			t.Errorf("groups shows partition %s in %d rows, want 1:\n%s", p, rows[p], human)
 		}
+	}
+	var st statsReport
+	if err := json.Unmarshal([]byte(ok(t, "", "--redis", u, "--json", "stats")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Groups) != 1 || st.Groups[0] != (groupSummary{Group: group, Members: 2, Partitions: n, Lag: 3}) {
+		t.Errorf("stats --json groups: %+v", st.Groups)
+	}
+	if out := ok(t, "", "--redis", u, "stats", stuck); !regexp.MustCompile(`\nGROUP +MEMBERS +PARTITIONS +LAG\nbilling/orders +2 +1 +3\n`).MatchString(out) {
+		t.Errorf("stats %s lacks the group's line with 1 partition and lag 3:\n%s", stuck, out)
 	}
 	if out := ok(t, "", "--redis", u, "groups", "other/*"); !strings.Contains(out, "Consumer groups: none") {
 		t.Errorf("groups other/* printed:\n%s", out)

@@ -127,7 +127,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	default:
 		msg := oneLine(err.Error())
-		if strings.Contains(msg, "NOPERM") && !strings.Contains(msg, "docs/operations.md") {
+		// The library's own hint names the ACL line of an application;
+		// a CLI command may need more.
+		if strings.Contains(msg, "NOPERM") && !strings.Contains(msg, `"ACL: the CLI"`) {
 			msg += ` (the Redis user lacks a right this command needs; see "ACL: the CLI" in docs/operations.md)`
 		}
 		fmt.Fprintf(stderr, "durabus: %s\n", msg)
