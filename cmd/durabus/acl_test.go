@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/durabus/durabus/internal/redistest"
+	"github.com/durabus/durabus/transport"
+	"github.com/durabus/durabus/transport/redistransport"
 )
 
 // docACL returns the ACL rules of the user that docs/operations.md
@@ -29,8 +33,8 @@ func docACL(t *testing.T, name string) string {
 }
 
 // Every command works with the ACL users of docs/operations.md: the
-// library's minimal user for all but stats (refused with a message naming
-// the command and the documentation), the CLI user for all but demo and
+// library's minimal user for all but stats and groups (refused with a
+// message naming the command and the documentation), the CLI user for all but demo and
 // bench, the demo user for those two. None of them may set a client name.
 func TestEveryCommandWithTheDocumentedACLUsers(t *testing.T) {
 	t.Parallel()
@@ -60,10 +64,31 @@ func TestEveryCommandWithTheDocumentedACLUsers(t *testing.T) {
 		ok(t, "", "--redis", u, "dead", "list", "acl.orders")
 		ok(t, "", "--redis", u, "dead", "requeue", "acl.orders")
 	}
-	r := cli(t, "", nil, "--redis", app, "stats")
-	oneErrorLine(t, r, 1, "NOPERM")
-	if !strings.Contains(r.stderr, `"ACL: the CLI" in docs/operations.md`) {
-		t.Errorf("stats refused without pointing to the documentation: %q", r.stderr)
+	// A group member's heartbeat and checkpoint, written as the admin: a
+	// group billing of one member on acl.orders, 1 event handled of 4.
+	ctx := context.Background()
+	admin, err := redistransport.New(srv.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Heartbeat(ctx, "billing/acl.orders", transport.GroupMember{ID: "m1", Host: "h", Started: time.Now(), Owns: []string{"acl.orders"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	head, err := admin.Head(ctx, "acl.orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.SaveCheckpoints(ctx, "billing/acl.orders@acl.orders", map[string]transport.Position{"acl.orders": {Epoch: head.Epoch, Seq: 1}}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, cmd := range []string{"stats", "groups"} {
+		r := cli(t, "", nil, "--redis", app, cmd)
+		oneErrorLine(t, r, 1, "NOPERM")
+		if !strings.Contains(r.stderr, `"ACL: the CLI" in docs/operations.md`) {
+			t.Errorf("%s refused without pointing to the documentation: %q", cmd, r.stderr)
+		}
 	}
 	var rep statsReport
 	if err := json.Unmarshal([]byte(ok(t, "", "--redis", cliURL, "--json", "stats")), &rep); err != nil {
@@ -71,6 +96,17 @@ func TestEveryCommandWithTheDocumentedACLUsers(t *testing.T) {
 	}
 	if len(rep.Topics) != 1 || rep.Topics[0].Backlog != 4 || rep.Topics[0].MemoryBytes <= 0 {
 		t.Errorf("stats as the CLI user: %+v", rep.Topics)
+	}
+	if len(rep.Groups) != 1 || rep.Groups[0].Members != 1 || rep.Groups[0].Lag != head.Seq-1 {
+		t.Errorf("stats as the CLI user: groups %+v, want 1 member and lag %d", rep.Groups, head.Seq-1)
+	}
+	var groups groupsReport
+	if err := json.Unmarshal([]byte(ok(t, "", "--redis", cliURL, "--json", "groups")), &groups); err != nil {
+		t.Fatal(err)
+	}
+	if len(groups.Groups) != 1 || len(groups.Groups[0].Members) != 1 || len(groups.Groups[0].Partitions) != 1 ||
+		groups.Groups[0].Partitions[0].Lag == nil || *groups.Groups[0].Partitions[0].Lag != head.Seq-1 || groups.Groups[0].Partitions[0].AgeSeconds <= 0 {
+		t.Errorf("groups as the CLI user: %+v", groups.Groups)
 	}
 
 	demoURL := "redis://demo:demo-pw@" + srv.Addr()

@@ -65,6 +65,20 @@ type statsReport struct {
 	// whole server, not only of this namespace.
 	PatternSubscriptions int64           `json:"pattern_subscriptions"`
 	Consumers            []consumerStats `json:"consumers"`
+	// Groups are the consumer groups with a topic matching the pattern;
+	// durabus groups shows their members and partitions.
+	Groups []groupSummary `json:"groups"`
+}
+
+// groupSummary is one consumer group in the output of stats.
+type groupSummary struct {
+	Group   string `json:"group"`
+	Members int    `json:"members"`
+	// Partitions counts the group's topics matching the pattern, and Lag
+	// sums their known lags; Unknown counts those whose lag is not known.
+	Partitions int    `json:"partitions"`
+	Lag        uint64 `json:"lag"`
+	Unknown    int    `json:"unknown"`
 }
 
 func init() {
@@ -76,8 +90,10 @@ func init() {
 the epoch and head seq, the backlog length (XLEN of the log) and the time
 span of its entries, its memory (MEMORY USAGE), the live subscribers of the
 topic's channel (PUBSUB NUMSUB); the pattern subscriptions of the server
-(PUBSUB NUMPAT); and every durable consumer (the keys ns:consumer:*) with
-its checkpoint and lag per topic.
+(PUBSUB NUMPAT); every durable consumer (the keys ns:consumer:*) with its
+checkpoint and lag per topic; and each consumer group with a topic matching
+PATTERN, with its live members, its partitions and their total lag (durabus
+groups shows the details).
 
 --watch 2s refreshes every 2 s until Ctrl-C. --json prints one object per
 refresh.`,
@@ -123,6 +139,9 @@ func runStats(ctx context.Context, e *env, opts any, args []string) error {
 	}
 	for {
 		rep, err := collectStats(ctx, c.rdb, c.ns, pattern)
+		if err == nil {
+			rep.Groups, err = statsGroups(ctx, c, pattern)
+		}
 		if err != nil {
 			if ctx.Err() != nil && o.watch > 0 {
 				return nil
@@ -292,6 +311,34 @@ func collectStats(ctx context.Context, rdb *redis.Client, ns, pattern string) (*
 	return rep, nil
 }
 
+// statsGroups summarises the consumer groups with a topic matching
+// pattern (all groups for "*").
+func statsGroups(ctx context.Context, c *conn, pattern string) ([]groupSummary, error) {
+	rep, err := collectGroups(ctx, c, "*")
+	if err != nil {
+		return nil, err
+	}
+	out := []groupSummary{}
+	for _, g := range rep.Groups {
+		s := groupSummary{Group: g.Group, Members: len(g.Members)}
+		for _, p := range g.Partitions {
+			if !transport.Match(pattern, p.Topic) {
+				continue
+			}
+			s.Partitions++
+			if p.Lag != nil {
+				s.Lag += *p.Lag
+			} else if p.Note != "no log" {
+				s.Unknown++
+			}
+		}
+		if s.Partitions > 0 || pattern == "*" {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
 func headOf(ctx context.Context, rdb *redis.Client, ns, topic string) (transport.Position, error) {
 	v, err := rdb.HMGet(ctx, ns+":{"+topic+"}:meta", "epoch", "seq").Result()
 	if err != nil {
@@ -335,17 +382,30 @@ func printStats(w io.Writer, rep *statsReport, addr string, watch time.Duration)
 	}
 	fmt.Fprintf(w, "\nPattern subscriptions on the server (PUBSUB NUMPAT): %d\n\n", rep.PatternSubscriptions)
 	if len(rep.Consumers) == 0 {
-		_, err := fmt.Fprintln(w, "Durable consumers: none")
+		fmt.Fprintln(w, "Durable consumers: none")
+	} else {
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "CONSUMER\tTOPIC\tCHECKPOINT\tLAG")
+		for _, c := range rep.Consumers {
+			lag := "?"
+			if c.Lag != nil {
+				lag = strconv.FormatUint(*c.Lag, 10)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", c.Consumer, c.Topic, c.Seq, lag)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(rep.Groups) == 0 {
+		_, err := fmt.Fprintln(w, "\nConsumer groups: none")
 		return err
 	}
+	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONSUMER\tTOPIC\tCHECKPOINT\tLAG")
-	for _, c := range rep.Consumers {
-		lag := "?"
-		if c.Lag != nil {
-			lag = strconv.FormatUint(*c.Lag, 10)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", c.Consumer, c.Topic, c.Seq, lag)
+	fmt.Fprintln(tw, "GROUP\tMEMBERS\tPARTITIONS\tLAG")
+	for _, g := range rep.Groups {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", g.Group, g.Members, g.Partitions, lagText(g.Lag, g.Unknown))
 	}
 	return tw.Flush()
 }
