@@ -56,7 +56,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzMatchesEncodingJSON$$' -fuzztime $(FUZZTIME) ./envelope
 	$(GO) test -run '^$$' -fuzz '^FuzzValidJSON$$' -fuzztime $(FUZZTIME) ./envelope
 
-## chaos: the long fault schedule (TestChaos's 13 runs, the 4 process faults and the 5 data faults,
+## chaos: the long fault schedule (TestChaos's 13 runs, the 4 process faults, the 5 data faults and the consumer-group history check,
 ## each CHAOS_DURATION of faults: ≥ 10 minutes); prints the tables.
 CHAOS_DURATION ?= 25s
 chaos: redis-server

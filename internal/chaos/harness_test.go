@@ -715,10 +715,13 @@ func (e *env) recovery(sub string) time.Duration {
 }
 
 // logHeads returns the seq of the last entry of each topic's log.
-func (e *env) logHeads() map[string]uint64 {
+func (e *env) logHeads() map[string]uint64 { return e.logHeadsOf(topics) }
+
+// logHeadsOf is logHeads for the topics tps.
+func (e *env) logHeadsOf(tps []string) map[string]uint64 {
 	ctx := context.Background()
 	out := map[string]uint64{}
-	for _, tp := range topics {
+	for _, tp := range tps {
 		last, err := e.admin.XRevRangeN(ctx, "durabus:{"+tp+"}:log", "+", "-", 1).Result()
 		if err != nil {
 			e.t.Fatalf("read the head of %s: %v", tp, err)
@@ -732,11 +735,14 @@ func (e *env) logHeads() map[string]uint64 {
 
 // readLog reads every topic's log: the key of each entry and its seq, and
 // how many keys appear more than once.
-func (e *env) readLog() (map[int64]logEntry, int) {
+func (e *env) readLog() (map[int64]logEntry, int) { return e.readLogOf(topics) }
+
+// readLogOf is readLog for the topics tps.
+func (e *env) readLogOf(tps []string) (map[int64]logEntry, int) {
 	ctx := context.Background()
 	out := map[int64]logEntry{}
 	dups := 0
-	for _, tp := range topics {
+	for _, tp := range tps {
 		key := "durabus:{" + tp + "}:log"
 		after := "-"
 		for {

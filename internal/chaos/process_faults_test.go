@@ -76,6 +76,11 @@ type procSpec struct {
 	// SmallBuf: a 16 KiB socket receive buffer, so that Redis's output
 	// buffer fills soon after the process stops reading.
 	SmallBuf bool `json:"smallbuf,omitempty"`
+	// Group: a member of this consumer group on the partitioned topic
+	// groupTopic with Partitions partitions (runGroupChild) instead of a
+	// durable consumer.
+	Group      string `json:"group,omitempty"`
+	Partitions int    `json:"partitions,omitempty"`
 }
 
 func init() {
@@ -120,6 +125,9 @@ func runProcChild(specText string) int {
 		return err
 	}
 	now := func() int64 { return time.Now().UnixNano() }
+	if sp.Group != "" {
+		return runGroupChild(sp, line)
+	}
 	opts := clientOptions(sp.Addr)
 	if sp.SmallBuf {
 		opts.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -279,6 +287,8 @@ type procChild struct {
 	standbys   int   // S lines, all processes
 	reconnects uint64
 	dels       []procDel
+	calls      []groupCall // a group member's handler calls (G lines)
+	gLost      []groupLoss // a group member's lease losses (GN lines)
 }
 
 func (w *world) addChild(label string, h *history, sub string) *procChild {
@@ -439,6 +449,13 @@ func (c *procChild) tail() {
 				}
 			}
 			c.h.lost(c.sub, &replay.LossError{Topic: fs[1], Epoch: epoch, From: from, To: to, Reason: reason})
+		case len(fs) == 8 && fs[0] == "G":
+			gc := parseGroupCall(c.pid, fs)
+			c.calls = append(c.calls, gc)
+			c.h.delivered(c.sub, delivery{k: gc.k, topic: transport.PartitionTopic(groupTopic, gc.part), epoch: gc.epoch, seq: gc.seq, inc: gc.pid})
+		case len(fs) == 4 && fs[0] == "GN":
+			p, _ := strconv.Atoi(fs[2])
+			c.gLost = append(c.gLost, groupLoss{pid: c.pid, part: p, at: ns(1), fenced: fs[3] == "fenced"})
 		case len(fs) == 7 && fs[0] == "D":
 			k, _ := strconv.ParseInt(fs[1], 10, 64)
 			seq, _ := strconv.ParseUint(fs[4], 10, 64)
@@ -511,23 +528,39 @@ type world struct {
 }
 
 func newWorld(t *testing.T, name string, pad int, setup func(e *env)) *world {
+	w := newBareWorld(t, name, pad, setup, func(e *env) {
+		e.startInproc(subPlain)
+		e.startInproc(subPattern)
+	})
+	p := w.e.newPublisher()
+	pubCtx, stopPub := context.WithCancel(w.ctx)
+	w.stopPub = stopPub
+	w.pw.Add(1)
+	go p.run(pubCtx, *chaosRate, &w.pw)
+	// Stopped before the publisher's bus is closed (cleanups run last
+	// first).
+	t.Cleanup(func() { w.stop(); w.pw.Wait() })
+	return w
+}
+
+// newBareWorld is a world without a publisher: its env (setup, then
+// start, run before the background work), the tailing of its children and
+// the heap sampler. Its cleanup stops them and waits for w.pw.
+func newBareWorld(t *testing.T, name string, pad int, setup, start func(e *env)) *world {
 	w := &world{t: t, name: name, began: time.Now()}
 	w.e = newEnv(t, 0)
 	w.e.pad = pad
 	if setup != nil {
 		setup(w.e)
 	}
-	w.e.startInproc(subPlain)
-	w.e.startInproc(subPattern)
+	if start != nil {
+		start(w.e)
+	}
 	w.ctx, w.stop = context.WithCancel(context.Background())
+	w.stopPub = func() {}
 	w.bg.Add(2)
 	go func() { defer w.bg.Done(); w.e.sampleHeap(w.ctx) }()
 	go w.tailLoop()
-	p := w.e.newPublisher()
-	pubCtx, stopPub := context.WithCancel(w.ctx)
-	w.stopPub = stopPub
-	w.pw.Add(1)
-	go p.run(pubCtx, *chaosRate, &w.pw)
 	t.Cleanup(func() { w.stop(); w.pw.Wait(); w.bg.Wait() })
 	return w
 }
