@@ -386,9 +386,14 @@ func (f *Follower) saveCheckpoints(ctx context.Context, cps map[string]transport
 		return f.store.SaveCheckpoints(ctx, f.cfg.consumer, cps)
 	}
 	err := l.o.SaveClaimed(ctx, l.claim, cps)
-	if errors.Is(err, transport.ErrFenced) && !l.lost.Swap(true) {
-		f.report(fmt.Errorf("replay: consumer %q: %w (%v)", f.cfg.consumer, ErrNotOwner, err))
-		l.stop()
+	if errors.Is(err, transport.ErrFenced) {
+		// A stale write refused: reported every time, also when this
+		// follower's clock had already told it the lease was gone (a
+		// process paused past its lease flushes on waking).
+		f.report(fmt.Errorf("replay: consumer %q: checkpoint write refused: %w: %w", f.cfg.consumer, ErrNotOwner, err))
+		if !l.lost.Swap(true) {
+			l.stop()
+		}
 	}
 	return err
 }

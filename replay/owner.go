@@ -136,7 +136,7 @@ func (f *Follower) keep(ctx context.Context, l *lease, stop func()) {
 			t.Reset(every)
 		case errors.Is(err, transport.ErrFenced):
 			l.lost.Store(true)
-			f.report(fmt.Errorf("replay: consumer %q: %w (%v)", f.cfg.consumer, ErrNotOwner, err))
+			f.report(fmt.Errorf("replay: consumer %q: %w: %w", f.cfg.consumer, ErrNotOwner, err))
 			stop()
 			return
 		case ctx.Err() != nil:

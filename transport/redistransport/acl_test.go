@@ -16,7 +16,7 @@ import (
 // aclRules is the minimal ACL of a durabus user (also in docs/operations.md).
 const aclRules = "resetchannels ~durabus:* &durabus:* -@all " +
 	"+evalsha +eval +hmget +time +xrevrange +xadd +xtrim +hset +get +set +publish " +
-	"+hget +xrange +exists +zrange +zadd +hgetall +hincrby +hkeys +xgroup|create +xgroup|destroy +xinfo|groups " +
+	"+hget +xrange +exists +zrange +zadd +hgetall +hincrby +hkeys +hdel +hvals +pttl +pexpire +xgroup|create +xgroup|destroy +xinfo|groups " +
 	"+subscribe +psubscribe +unsubscribe +punsubscribe +ping"
 
 func TestACLMinimalUser(t *testing.T) {
@@ -72,6 +72,22 @@ func TestACLMinimalUser(t *testing.T) {
 	}
 	if topics, err := tr.Topics(ctx, "acl.*"); err != nil || len(topics) != 2 {
 		t.Fatalf("Topics: %v, %v", topics, err)
+	}
+	if _, complete, err := tr.LogEpochs(ctx, "acl.a"); err != nil || !complete {
+		t.Fatalf("LogEpochs: complete %v, %v (the lineage record needs XGROUP)", complete, err)
+	}
+	// A consumer group member: heartbeats, members, the index, leaving.
+	if ms, err := tr.Heartbeat(ctx, "acl-group", transport.GroupMember{ID: "m1"}, time.Minute); err != nil || len(ms) != 1 {
+		t.Fatalf("Heartbeat: %v, %v", ms, err)
+	}
+	if ms, err := tr.GroupMembers(ctx, "acl-group"); err != nil || len(ms) != 1 {
+		t.Fatalf("GroupMembers: %v, %v", ms, err)
+	}
+	if gs, err := tr.Groups(ctx); err != nil || len(gs) != 1 {
+		t.Fatalf("Groups: %v, %v", gs, err)
+	}
+	if err := tr.LeaveGroup(ctx, "acl-group", "m1"); err != nil {
+		t.Fatalf("LeaveGroup: %v", err)
 	}
 	if err := tr.SaveCheckpoints(ctx, "billing", map[string]transport.Position{"acl.a": p1}); err != nil {
 		t.Fatalf("SaveCheckpoints: %v", err)

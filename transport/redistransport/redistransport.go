@@ -348,7 +348,7 @@ var scriptCallRE = regexp.MustCompile(`redis\.call\('([A-Za-z]+)'|redis\.call\((
 var scriptSources = func() map[string]string {
 	m := map[string]string{}
 	for _, src := range []string{publishScript, singleScript, rollbackScript,
-		claimScript, renewScript, releaseScript, saveScript} {
+		claimScript, renewScript, releaseScript, saveScript, heartbeatScript} {
 		m[scriptSHA(src)] = src
 		m[scriptSHA(allowOOM+src)] = allowOOM + src
 	}
