@@ -36,6 +36,9 @@
 //	                   Hash     its record and lease, in the checkpoint hash's
 //	                            slot (see consumer.go): "name", "created",
 //	                            "holder", "until", "token", "t:<topic>"
+//	ns:group:{<name>}  Hash     a consumer group's members (see group.go):
+//	                            id -> "<until ms> <seen ms> <member JSON>"
+//	ns:groups          ZSet     group name -> last heartbeat (Redis ms)
 //
 // # Live frames
 //
