@@ -217,6 +217,28 @@ func TestRedisEpochChurnNeverHandsAnEntryTwice(t *testing.T) {
 	}
 }
 
+// stoppedAtFive runs the durable consumer name on "tick" from the
+// beginning, publishes 5 events, waits until it handled them and stops
+// it. It returns the publisher, and run, which makes the consumer again.
+func stoppedAtFive(t *testing.T, rdb redis.UniversalClient, name string) (pub *bus.Bus, run func(bus.Handler, *lossLog) *bus.Bus) {
+	t.Helper()
+	pub, _ = bus.New(redisTransport(t, rdb))
+	run = func(h bus.Handler, losses *lossLog) *bus.Bus {
+		b, _ := bus.New(redisTransport(t, rdb), fast, bus.WithConsumer(name), bus.WithOnLoss(losses.add))
+		b.Handle("tick", h, bus.StartAt(bus.Beginning()))
+		return b
+	}
+	var first seqLog
+	var l1 lossLog
+	stop := startStoppable(t, run(&first, &l1))
+	for i := range 5 {
+		pub.Publish(context.Background(), Tick{N: i})
+	}
+	waitFor(t, "5", func() bool { return len(first.get()) == 5 })
+	stop()
+	return pub, run
+}
+
 func TestRedisNewLogThatGoesOnAtTheCursorsSeqIsReported(t *testing.T) {
 	// A durable consumer stops at seq 5. The log and its meta hash are
 	// evicted; a new log is made (a new epoch, seqs from 1) and loses its
@@ -225,22 +247,8 @@ func TestRedisNewLogThatGoesOnAtTheCursorsSeqIsReported(t *testing.T) {
 	// on. Its lineage record says the cursor's epoch never wrote to it.
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	tr := redisTransport(t, rdb)
 	ctx := context.Background()
-	pub, _ := bus.New(tr)
-	run := func(h bus.Handler, losses *lossLog) *bus.Bus {
-		b, _ := bus.New(redisTransport(t, rdb), fast, bus.WithConsumer("lineage"), bus.WithOnLoss(losses.add))
-		b.Handle("tick", h, bus.StartAt(bus.Beginning()))
-		return b
-	}
-	var first seqLog
-	var l1 lossLog
-	stop1 := startStoppable(t, run(&first, &l1))
-	for i := range 5 {
-		pub.Publish(ctx, Tick{N: i})
-	}
-	waitFor(t, "5", func() bool { return len(first.get()) == 5 })
-	stop1()
+	pub, run := stoppedAtFive(t, rdb, "lineage")
 	rdb.Del(ctx, "durabus:{tick}:log", "durabus:{tick}:meta")
 	for i := range 10 {
 		if _, err := pub.Publish(ctx, Tick{N: 5 + i}); err != nil {
@@ -271,22 +279,8 @@ func TestRedisVanishedLogIsReportedWithoutWaitingForTheNextEvent(t *testing.T) {
 	// which would reveal the gap, may never come.
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	tr := redisTransport(t, rdb)
 	ctx := context.Background()
-	pub, _ := bus.New(tr)
-	run := func(h bus.Handler, losses *lossLog) *bus.Bus {
-		b, _ := bus.New(redisTransport(t, rdb), fast, bus.WithConsumer("vanished"), bus.WithOnLoss(losses.add))
-		b.Handle("tick", h, bus.StartAt(bus.Beginning()))
-		return b
-	}
-	var first seqLog
-	var l1 lossLog
-	stop1 := startStoppable(t, run(&first, &l1))
-	for i := range 5 {
-		pub.Publish(ctx, Tick{N: i})
-	}
-	waitFor(t, "5", func() bool { return len(first.get()) == 5 })
-	stop1()
+	pub, run := stoppedAtFive(t, rdb, "vanished")
 	for i := range 5 {
 		pub.Publish(ctx, Tick{N: 5 + i})
 	}

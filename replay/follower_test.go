@@ -95,10 +95,11 @@ func (r *recorder) last(topic string) uint64 {
 	return s[len(s)-1]
 }
 
-// waitFor polls cond until it holds or 10 s pass.
+// waitFor polls cond until it holds or 30 s pass (generous: the machine
+// may be loaded).
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -107,8 +108,9 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// run starts f and returns a stop function that ends it and waits.
-func run(t testing.TB, f *replay.Follower) (stop func()) {
+// run starts f (a *replay.Follower or a *replay.Group) and returns a stop
+// function that ends it and waits.
+func run(t testing.TB, f interface{ Run(context.Context) error }) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()

@@ -1,46 +1,13 @@
 package replay_test
 
 import (
-	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport"
 )
-
-// waitLong polls cond until it holds or 30 s pass (group handovers take a
-// few ticks, and the machine may be loaded).
-func waitLong(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// runGroup starts g and returns a stop function that ends it and waits.
-func runGroup(t testing.TB, g *replay.Group) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
 
 func groupMember(t testing.TB, tr transport.Transport, id string, h replay.Handler, topics []string, extra ...replay.Option) *replay.Group {
 	t.Helper()
@@ -61,8 +28,8 @@ func TestGroupMembersShareTopicsAndHandOverOnStop(t *testing.T) {
 	}
 	rec := newRecorder(t)
 	a := groupMember(t, tr, "a", rec.handle, topics)
-	stopA := runGroup(t, a)
-	waitLong(t, "a ready", func() bool {
+	stopA := run(t, a)
+	waitFor(t, "a ready", func() bool {
 		select {
 		case <-a.Ready():
 			return true
@@ -76,22 +43,22 @@ func TestGroupMembersShareTopicsAndHandOverOnStop(t *testing.T) {
 	for _, tp := range topics {
 		publish(t, tr, tp, 10)
 	}
-	waitLong(t, "the first 80 events", func() bool { return rec.total() == 80 })
+	waitFor(t, "the first 80 events", func() bool { return rec.total() == 80 })
 
 	b := groupMember(t, tr, "b", rec.handle, topics)
-	runGroup(t, b)
-	waitLong(t, "a and b own 4 each", func() bool { return len(a.Owned()) == 4 && len(b.Owned()) == 4 })
+	run(t, b)
+	waitFor(t, "a and b own 4 each", func() bool { return len(a.Owned()) == 4 && len(b.Owned()) == 4 })
 	for _, tp := range topics {
 		publish(t, tr, tp, 10)
 	}
-	waitLong(t, "160 events", func() bool { return rec.total() == 160 })
+	waitFor(t, "160 events", func() bool { return rec.total() == 160 })
 
 	stopA()
-	waitLong(t, "b owns all 8", func() bool { return len(b.Owned()) == 8 })
+	waitFor(t, "b owns all 8", func() bool { return len(b.Owned()) == 8 })
 	for _, tp := range topics {
 		publish(t, tr, tp, 10)
 	}
-	waitLong(t, "240 events", func() bool { return rec.total() == 240 })
+	waitFor(t, "240 events", func() bool { return rec.total() == 240 })
 	for _, tp := range topics {
 		if err := contiguous(rec.seqsOf(tp), 1, 30); err != nil {
 			t.Errorf("%s: %v", tp, err)
