@@ -133,23 +133,8 @@ func runGroupChild(sp procSpec, line func(format string, args ...any) error) int
 	}
 	b, err := bus.New(tr, bus.WithGroup(sp.Group), bus.WithPartitions(groupTopic, sp.Partitions),
 		bus.WithLogger(slog.New(slog.DiscardHandler)), // what matters is written as lines
-		bus.WithFollowerOptions(
-			replay.WithHeadCheck(250*time.Millisecond),
-			replay.WithBackoff(10*time.Millisecond, 500*time.Millisecond, 2),
-			replay.WithCheckpointEvery(50, 100*time.Millisecond),
-			replay.WithLease(sp.Lease),
-			replay.WithOnReconnect(func(string) { _ = line("R") })),
-		bus.WithOnLoss(func(l *replay.LossError) {
-			epoch := l.Epoch
-			if epoch == "" {
-				epoch = "-"
-			}
-			code := lossCodes[l.Reason]
-			if code == "" {
-				code = "other"
-			}
-			_ = line("L %s %s %d %d %s", l.Topic, epoch, l.From, l.To, code)
-		}),
+		childFollowing(sp.Lease, line),
+		childLosses(line),
 		bus.WithOnError(func(err error) {
 			if errors.Is(err, transport.ErrFenced) {
 				_ = line("F %d", now())

@@ -157,23 +157,8 @@ func runProcChild(specText string) int {
 		return 1
 	}
 	b, err := bus.New(tr, bus.WithConsumer(sp.Consumer),
-		bus.WithFollowerOptions(
-			replay.WithHeadCheck(250*time.Millisecond),
-			replay.WithBackoff(10*time.Millisecond, 500*time.Millisecond, 2),
-			replay.WithCheckpointEvery(50, 100*time.Millisecond),
-			replay.WithLease(sp.Lease),
-			replay.WithOnReconnect(func(string) { _ = line("R") })),
-		bus.WithOnLoss(func(l *replay.LossError) {
-			epoch := l.Epoch
-			if epoch == "" {
-				epoch = "-"
-			}
-			code := lossCodes[l.Reason]
-			if code == "" {
-				code = "other"
-			}
-			_ = line("L %s %s %d %d %s", l.Topic, epoch, l.From, l.To, code)
-		}),
+		childFollowing(sp.Lease, line),
+		childLosses(line),
 		bus.WithOnError(func(err error) {
 			var held *transport.HeldError
 			switch {
@@ -1554,4 +1539,30 @@ func checkHandover(t *testing.T, r *runReport, n int, ho *handover, all []procDe
 	r.notes = append(r.notes, fmt.Sprintf("hand-over %d: %s of %s (pid %d) → %s (pid %d) resumed after the checkpoint on %d/%d topics, %d events handled again (after the old owner's last checkpoint)%s%s",
 		n, ho.kind, ho.from.label, ho.fromPid, ho.to.label, ho.toPid, len(first), len(topics), again, fenced, sure))
 	return again
+}
+
+// childFollowing are the follower options of a child process: quick
+// repairs and checkpoints, the lease of its spec, an R line per reconnect.
+func childFollowing(lease time.Duration, line func(format string, args ...any) error) bus.Option {
+	return bus.WithFollowerOptions(
+		replay.WithHeadCheck(250*time.Millisecond),
+		replay.WithBackoff(10*time.Millisecond, 500*time.Millisecond, 2),
+		replay.WithCheckpointEvery(50, 100*time.Millisecond),
+		replay.WithLease(lease),
+		replay.WithOnReconnect(func(string) { _ = line("R") }))
+}
+
+// childLosses writes an L line per loss report of a child process.
+func childLosses(line func(format string, args ...any) error) bus.Option {
+	return bus.WithOnLoss(func(l *replay.LossError) {
+		epoch := l.Epoch
+		if epoch == "" {
+			epoch = "-"
+		}
+		code := lossCodes[l.Reason]
+		if code == "" {
+			code = "other"
+		}
+		_ = line("L %s %s %d %d %s", l.Topic, epoch, l.From, l.To, code)
+	})
 }
