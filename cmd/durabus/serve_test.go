@@ -135,7 +135,7 @@ func TestServeRefusesANonLoopbackAddressWithoutAToken(t *testing.T) {
 // consoleACL is the read-only user of docs/console.md: everything the
 // console shows, nothing it could change.
 const consoleACL = "console on >console-secret-pw resetchannels ~durabus:* &durabus:* &durabus:{*} -@all " +
-	"+ping +hmget +hget +hgetall +exists +xlen +xrange +xrevrange +zrange +scan +memory|usage " +
+	"+ping +hmget +hget +get +hgetall +exists +xlen +xrange +xrevrange +zrange +scan +memory|usage " +
 	"+pubsub|numsub +pubsub|numpat +subscribe +psubscribe +unsubscribe +punsubscribe"
 
 func TestServeWorksWithAReadOnlyUserAndSaysWhatItCannotDo(t *testing.T) {
