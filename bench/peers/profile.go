@@ -10,7 +10,7 @@ import (
 )
 
 // profile runs one case under the CPU profiler (for the profiling notes in
-// docs/benchmarks.md): "live", "replay", "publish", "publish16" or "latency". The allocation
+// docs/benchmarks.md): "live", "replay", "publish", "publish16", "latency" or "group". The allocation
 // profile goes to path + ".alloc".
 func (e *env) profile(which, path string) error {
 	f, err := os.Create(path)
@@ -47,8 +47,11 @@ func (e *env) profile(which, path string) error {
 			_ = tr.Close()
 		case "latency":
 			err = e.latencyCases(m, 5000, 2*time.Second)
+		case "group":
+			// The plain durable consumer, the groups of 1 and 2, and the peers' groups.
+			err = e.groupCases(m)
 		default:
-			return fmt.Errorf("-profile %q: want live, replay, publish, publish16 or latency", which)
+			return fmt.Errorf("-profile %q: want live, replay, publish, publish16, latency or group", which)
 		}
 		if err != nil {
 			return err
