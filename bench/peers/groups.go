@@ -165,27 +165,16 @@ func waitUntil(what string, d time.Duration, ok func() bool) error {
 // groupCases: the backlog drained by the plain durable consumer, by a
 // group of 1 and of 2 members, by watermill's and JetStream's groups.
 func (e *env) groupCases(m metrics) error {
-	e.flush()
-	msgs, parts, err := keyedMessages()
+	topic, plain, err := e.groupFill()
 	if err != nil {
 		return err
 	}
-	topic, plain := e.topic("grp"), e.topic("grpplain")
-	tr := e.transport()
-	err = fillPartitioned(e.ctx, tr, msgs, parts, topic, e.n)
-	if err == nil {
-		err = benchkit.Fill(e.ctx, tr, msgs, plain, e.n)
-	}
-	_ = tr.Close()
-	if err != nil {
-		return fmt.Errorf("fill: %w", err)
-	}
-	if err := e.withCPU(m, "grp.plain", func() (float64, error) { return e.drain(plain, "", 1) }); err != nil {
+	if err := e.withScripts(m, "grp.plain", func() (float64, error) { return e.drain(plain, "", 1) }); err != nil {
 		return err
 	}
 	for _, k := range []int{1, 2} {
 		name := "grp.g" + strconv.Itoa(k)
-		if err := e.withCPU(m, name, func() (float64, error) { return e.drain(topic, fmt.Sprintf("g%d", k), k) }); err != nil {
+		if err := e.withScripts(m, name, func() (float64, error) { return e.drain(topic, fmt.Sprintf("g%d", k), k) }); err != nil {
 			return err
 		}
 	}
@@ -196,6 +185,51 @@ func (e *env) groupCases(m metrics) error {
 		return e.jsGroup(m)
 	}
 	return nil
+}
+
+// scriptCommands are the commands of checkpoint writes, lease claims and
+// renewals and group heartbeats (scripts; the heartbeat's index is a
+// ZADD): a drain itself reads with XRANGE.
+var scriptCommands = []string{"evalsha", "evalsha_ro", "eval", "zadd"}
+
+// withScripts runs f with withCPU and adds, per event, the Redis time
+// (INFO commandstats usec, µs) and the calls per 1 000 events of
+// scriptCommands, as name+".scripts" and name+".scriptcalls".
+func (e *env) withScripts(m metrics, name string, f func() (float64, error)) error {
+	s0 := redisCommandStats(e.ctx, e.admin)
+	if err := e.withCPU(m, name, f); err != nil {
+		return err
+	}
+	s1 := redisCommandStats(e.ctx, e.admin)
+	var calls, usec float64
+	for _, c := range scriptCommands {
+		calls += s1[c][0] - s0[c][0]
+		usec += s1[c][1] - s0[c][1]
+	}
+	m[name+".scripts"] = usec / float64(e.n)
+	m[name+".scriptcalls"] = calls / float64(e.n) * 1000
+	return nil
+}
+
+// groupFill flushes Redis and fills the backlogs of the group cases: e.n
+// keyed events over the partitions of topic, and the same events on the
+// plain topic.
+func (e *env) groupFill() (topic, plain string, err error) {
+	e.flush()
+	msgs, parts, err := keyedMessages()
+	if err != nil {
+		return "", "", err
+	}
+	topic, plain = e.topic("grp"), e.topic("grpplain")
+	tr := e.transport()
+	defer tr.Close()
+	if err := fillPartitioned(e.ctx, tr, msgs, parts, topic, e.n); err != nil {
+		return "", "", fmt.Errorf("fill: %w", err)
+	}
+	if err := benchkit.Fill(e.ctx, tr, msgs, plain, e.n); err != nil {
+		return "", "", fmt.Errorf("fill: %w", err)
+	}
+	return topic, plain, nil
 }
 
 // drain starts members buses (a group of them named group, or one plain

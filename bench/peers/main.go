@@ -127,7 +127,7 @@ func run(rounds int, dur time.Duration, n int, scaling bool, big int, memFor tim
 			return e.groupIdle(m, 2*time.Second)
 		}},
 		{"group takeover and handover", func(metrics) error {
-			k, c, err := e.takeover(7)
+			k, c, err := e.takeover((20 + rounds - 1) / rounds) // 20 kills and closes or a few more in all
 			takeKills, takeCloses = append(takeKills, k...), append(takeCloses, c...)
 			return err
 		}},
@@ -251,6 +251,8 @@ var rows = []row{
 	{"group of 2 members, 16 partitions: backlog into a typed handler", "grp.g2", "grp.js2", "JetStream durable pull consumer, explicit ack, 2 clients", 1.0, false, "rate", true},
 	{"Redis CPU per event, group of 2 draining the backlog", "grp.g2.cpu", "grp.plain.cpu", "plain durable consumer draining it", 0, true, "µs", false},
 	{"Redis CPU per event, group of 1 draining the backlog", "grp.g1.cpu", "grp.plain.cpu", "plain durable consumer draining it", 0, true, "µs", false},
+	{"Redis time per event in checkpoint, lease and heartbeat commands (`EVALSHA`, `ZADD`; INFO commandstats), group of 2 draining", "grp.g2.scripts", "grp.plain.scripts", "plain durable consumer draining it", 0, true, "µs", false},
+	{"the same commands' calls per 1 000 events, group of 2 draining", "grp.g2.scriptcalls", "grp.plain.scriptcalls", "plain durable consumer draining it", 0, true, "calls", false},
 	{"Redis CPU per second, group of 2 idle on 16 partitions (heartbeats, lease renewals)", "grp.idle.g2", "grp.idle.plain", "plain durable consumer idle on one topic", 0, true, "µs", false},
 	{"Redis CPU per event, `Publish` 16 goroutines", "pub.ours.16.cpu", "pub.raw_evalsha.16.cpu", "raw `EVALSHA`, 16 goroutines", 0, true, "µs", false},
 	{"Redis CPU per event, `Publish` 1 goroutine", "pub.ours.1.cpu", "pub.raw_evalsha.1.cpu", "raw `EVALSHA`, 1 goroutine", 0, true, "µs", false},
@@ -331,8 +333,12 @@ func figure(xs []float64, unit string) string {
 		return fmt.Sprintf("%.1f", x/1000)
 	}
 	u := " k/s"
-	if unit == "µs" {
+	switch unit {
+	case "µs":
 		u = " µs"
+	case "calls":
+		u = ""
+		f = func(x float64) string { return fmt.Sprintf("%.1f", x) }
 	}
 	return fmt.Sprintf("%s%s (%s–%s)", f(benchkit.Median(xs)), u, f(slices.Min(xs)), f(slices.Max(xs)))
 }
