@@ -391,7 +391,7 @@ func (e *env) jsGroup(m metrics) error {
 	// a loaded machine stalls it past its wait otherwise.
 	for i := 0; i < e.n; i += 4000 {
 		for j := i; j < min(i+4000, e.n); j++ {
-			if _, err := e.js.PublishAsync(subj, e.raw); err != nil {
+			if err := e.publishAsync(subj); err != nil {
 				return fmt.Errorf("jetstream group fill: %w", err)
 			}
 		}
