@@ -388,6 +388,7 @@ func FedLive(ctx context.Context, rdb *redis.Client, pub transport.Transport, su
 	frames, counts := buildFrames(at, ms, next+1, msgs, n, perFrame)
 	start := time.Now()
 	sent := 0
+	last, progress := int64(-1), time.Now()
 	for i := 0; i < len(frames); {
 		p := rdb.Pipeline()
 		for ; i < len(frames) && sent+counts[i] <= int(got.Load())+window; i++ {
@@ -395,6 +396,13 @@ func FedLive(ctx context.Context, rdb *redis.Client, pub transport.Transport, su
 			sent += counts[i]
 		}
 		if p.Len() == 0 {
+			// The window stays shut when fed events are lost (they are in
+			// no backlog to repair from): give up rather than wait forever.
+			if g := got.Load(); g != last {
+				last, progress = g, time.Now()
+			} else if time.Since(progress) > fedStall {
+				return 0, fmt.Errorf("delivered %d of %d, none for %v with %d in flight: fed frames lost", g, n, fedStall, sent-int(g))
+			}
 			select {
 			case <-wake:
 			case <-time.After(time.Millisecond):
@@ -412,6 +420,10 @@ func FedLive(ctx context.Context, rdb *redis.Client, pub transport.Transport, su
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
 }
+
+// fedStall is how long FedLive waits for a delivery while its window is
+// full before it reports the fed events lost.
+const fedStall = 30 * time.Second
 
 // buildFrames encodes n events after the seed position at (stream ids
 // <ms>-<id>, <ms>-<id+1>, …; envelopes cycling through msgs) into frames of

@@ -45,9 +45,18 @@ func main() {
 	doc := flag.String("doc", "", "Markdown file whose generated section is replaced")
 	redisBin := flag.String("redis-server", "redis-server", "redis-server binary")
 	natsBin := flag.String("nats-server", "nats-server", "nats-server binary (JetStream columns are skipped when missing)")
-	prof := flag.String("profile", "", "only profile one case (live, replay, publish) into -cpuprofile")
+	prof := flag.String("profile", "", "only profile one case (live, replay, publish, publish16, latency, group) into -cpuprofile")
 	cpuprofile := flag.String("cpuprofile", "cpu.pprof", "CPU profile written by -profile")
+	only := flag.String("only", "", "run only the per-round steps whose name contains this (no memory, scaling or -doc), e.g. \"group\"")
 	flag.Parse()
+	if *only != "" {
+		*scaling, *memFor = false, 0
+		if *doc != "" {
+			fmt.Fprintln(os.Stderr, "bench: -only writes no -doc: the generated section holds every case")
+			os.Exit(2)
+		}
+	}
+	onlySteps = *only
 	if *prof != "" {
 		if err := profileOnly(*prof, *cpuprofile, *dur, *n, *redisBin); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -101,7 +110,7 @@ func run(rounds int, dur time.Duration, n int, scaling bool, big int, memFor tim
 	}
 
 	var all []metrics
-	var kills []time.Duration
+	var kills, takeKills, takeCloses []time.Duration
 	steps := []struct {
 		name string
 		f    func(metrics) error
@@ -111,12 +120,29 @@ func run(rounds int, dur time.Duration, n int, scaling bool, big int, memFor tim
 		{"replay", e.replayCases},
 		{"peers' consumers", e.peerConsume},
 		{"latency", func(m metrics) error { return e.latencyCases(m, 5000, 2*time.Second) }},
+		{"consumer groups", func(m metrics) error {
+			if err := e.groupCases(m); err != nil {
+				return err
+			}
+			return e.groupIdle(m, 2*time.Second)
+		}},
+		{"group takeover and handover", func(metrics) error {
+			k, c, err := e.takeover((20 + rounds - 1) / rounds) // 20 kills and closes or a few more in all
+			takeKills, takeCloses = append(takeKills, k...), append(takeCloses, c...)
+			return err
+		}},
 		{"catch-up", func(metrics) error {
 			k, err := e.catchUp(7)
 			kills = append(kills, k...)
 			return err
 		}},
 	}
+	steps = slices.DeleteFunc(steps, func(s struct {
+		name string
+		f    func(metrics) error
+	}) bool {
+		return !strings.Contains(s.name, onlySteps)
+	})
 	for r := 0; r < rounds; r++ {
 		e.round = r
 		m := metrics{}
@@ -128,10 +154,12 @@ func run(rounds int, dur time.Duration, n int, scaling bool, big int, memFor tim
 		}
 		all = append(all, m)
 	}
-	fmt.Fprintf(os.Stderr, "memory with a slow handler (%v)\n", memFor)
-	mem, err := e.memory(memFor)
-	if err != nil {
-		return fmt.Errorf("memory: %w", err)
+	var mem []float64
+	if memFor > 0 {
+		fmt.Fprintf(os.Stderr, "memory with a slow handler (%v)\n", memFor)
+		if mem, err = e.memory(memFor); err != nil {
+			return fmt.Errorf("memory: %w", err)
+		}
 	}
 	var sc *scaleResult
 	if scaling {
@@ -151,6 +179,9 @@ func run(rounds int, dur time.Duration, n int, scaling bool, big int, memFor tim
 	table(&out, all, e.js != nil)
 	fmt.Fprintf(&out, "\n**Catch-up after a Pub/Sub connection kill** (`CLIENT KILL TYPE pubsub` while 2 000 events/s flow; time until the typed handler has delivered, in order, an event published after the kill), %d kills: p50 %s, p99 %s, max %s.\n",
 		len(kills), durPct(kills, 0.5), durPct(kills, 0.99), durPct(kills, 1))
+	fmt.Fprintf(&out, "\n**Consumer group takeover and handover** (a group of 2 members, each its own bus, client and connections in this process, on %d partitions, lease %v (`replay.WithLease` in `bus.WithFollowerOptions`), heartbeat tick 200 ms; one member owning 8 partitions is killed by closing its transport (no release, no leave) or closed with `Bus.Close`; then one event is published to each of its partitions; time from the kill or the `Close` call until the other member has handled all of them): takeover after a kill, %d kills: p50 %s, p99 %s, max %s; handover after `Close`, %d closes: p50 %s, p99 %s, max %s.\n",
+		groupParts, groupLease, len(takeKills), durPct(takeKills, 0.5), durPct(takeKills, 0.99), durPct(takeKills, 1),
+		len(takeCloses), durPct(takeCloses, 0.5), durPct(takeCloses, 0.99), durPct(takeCloses, 1))
 	fmt.Fprintf(&out, "\n**Subscriber memory with a handler 10 × slower than the publish rate** (1 000 events/s published, handler sleeps 10 ms, %v, heap in use sampled each second, publisher in the same process): %s MiB.\n",
 		memFor, memLine(mem))
 	allocTable(&out, all)
@@ -177,6 +208,9 @@ func profileOnly(which, path string, dur time.Duration, n int, redisBin string) 
 	defer e.close()
 	return e.profile(which, path)
 }
+
+// onlySteps is -only: a substring of the step names to run ("": all).
+var onlySteps string
 
 func firstLine(s string) string { l, _, _ := strings.Cut(s, "\n"); return l }
 
@@ -209,6 +243,17 @@ var rows = []row{
 	{"publish → handler latency p50 at 5 000/s", "lat.ours.p50", "lat.raw.p50", "raw script + Pub/Sub p50", 1.3, true, "µs", false},
 	{"publish → handler latency p99 at 5 000/s", "lat.ours.p99", "lat.raw.p99", "raw script + Pub/Sub p99", 1.15, true, "µs", false},
 	{"publish → handler latency p99.9 at 5 000/s", "lat.ours.p999", "lat.raw.p999", "raw script + Pub/Sub p99.9", 0, true, "µs", false},
+	{"group of 1 member, 16 partitions: backlog into a typed handler", "grp.g1", "grp.plain", "plain durable consumer (`WithConsumer`), one topic", 0.9, false, "rate", false},
+	{"group of 2 members, 16 partitions: backlog into a typed handler", "grp.g2", "grp.plain", "plain durable consumer (`WithConsumer`), one topic", 0.9, false, "rate", false},
+	{"group of 1 member, 16 partitions: backlog into a typed handler", "grp.g1", "grp.wm1", "watermill consumer group, 1 subscriber, ack each", 10, false, "rate", false},
+	{"group of 2 members, 16 partitions: backlog into a typed handler", "grp.g2", "grp.wm2", "watermill consumer group, 2 subscribers, ack each", 10, false, "rate", false},
+	{"group of 1 member, 16 partitions: backlog into a typed handler", "grp.g1", "grp.js1", "JetStream durable pull consumer, explicit ack, 1 client", 1.0, false, "rate", true},
+	{"group of 2 members, 16 partitions: backlog into a typed handler", "grp.g2", "grp.js2", "JetStream durable pull consumer, explicit ack, 2 clients", 1.0, false, "rate", true},
+	{"Redis CPU per event, group of 2 draining the backlog", "grp.g2.cpu", "grp.plain.cpu", "plain durable consumer draining it", 0, true, "µs", false},
+	{"Redis CPU per event, group of 1 draining the backlog", "grp.g1.cpu", "grp.plain.cpu", "plain durable consumer draining it", 0, true, "µs", false},
+	{"Redis time per event in checkpoint, lease and heartbeat commands (`EVALSHA`, `ZADD`; INFO commandstats), group of 2 draining", "grp.g2.scripts", "grp.plain.scripts", "plain durable consumer draining it", 0, true, "µs", false},
+	{"the same commands' calls per 1 000 events, group of 2 draining", "grp.g2.scriptcalls", "grp.plain.scriptcalls", "plain durable consumer draining it", 0, true, "calls", false},
+	{"Redis CPU per second, group of 2 idle on 16 partitions (heartbeats, lease renewals)", "grp.idle.g2", "grp.idle.plain", "plain durable consumer idle on one topic", 0, true, "µs", false},
 	{"Redis CPU per event, `Publish` 16 goroutines", "pub.ours.16.cpu", "pub.raw_evalsha.16.cpu", "raw `EVALSHA`, 16 goroutines", 0, true, "µs", false},
 	{"Redis CPU per event, `Publish` 1 goroutine", "pub.ours.1.cpu", "pub.raw_evalsha.1.cpu", "raw `EVALSHA`, 1 goroutine", 0, true, "µs", false},
 	{"Redis CPU per event, `PublishBatch` of 100", "pub.ours.batch100.cpu", "pub.raw_evalsha.pipe100.cpu", "raw `EVALSHA` pipelined ×100", 0, true, "µs", false},
@@ -288,8 +333,12 @@ func figure(xs []float64, unit string) string {
 		return fmt.Sprintf("%.1f", x/1000)
 	}
 	u := " k/s"
-	if unit == "µs" {
+	switch unit {
+	case "µs":
 		u = " µs"
+	case "calls":
+		u = ""
+		f = func(x float64) string { return fmt.Sprintf("%.1f", x) }
 	}
 	return fmt.Sprintf("%s%s (%s–%s)", f(benchkit.Median(xs)), u, f(slices.Min(xs)), f(slices.Max(xs)))
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // profile runs one case under the CPU profiler (for the profiling notes in
-// docs/benchmarks.md): "live", "replay", "publish", "publish16" or "latency". The allocation
+// docs/benchmarks.md): "live", "replay", "publish", "publish16", "latency", "group" (all the group cases), or one drain alone: "group1",
+// "group2", "plain". The allocation
 // profile goes to path + ".alloc".
 func (e *env) profile(which, path string) error {
 	f, err := os.Create(path)
@@ -47,8 +48,23 @@ func (e *env) profile(which, path string) error {
 			_ = tr.Close()
 		case "latency":
 			err = e.latencyCases(m, 5000, 2*time.Second)
+		case "group":
+			// The plain durable consumer, the groups of 1 and 2, and the peers' groups.
+			err = e.groupCases(m)
+		case "group1", "group2", "plain":
+			// One drain alone: a group of 1 or 2, or the plain durable consumer.
+			var topic, plain string
+			if topic, plain, err = e.groupFill(); err == nil {
+				switch which {
+				case "plain":
+					m[which], err = e.drain(plain, "", 1)
+				default:
+					k := int(which[5] - '0')
+					m[which], err = e.drain(topic, which, k)
+				}
+			}
 		default:
-			return fmt.Errorf("-profile %q: want live, replay, publish, publish16 or latency", which)
+			return fmt.Errorf("-profile %q: want live, replay, publish, publish16, latency, group, group1, group2 or plain", which)
 		}
 		if err != nil {
 			return err

@@ -139,3 +139,33 @@ func machine() (cpus int, model string) {
 	}
 	return cpus, model
 }
+
+// redisCommandStats returns INFO commandstats: calls and usec by command
+// ("evalsha", "xrange", …).
+func redisCommandStats(ctx context.Context, rdb *redis.Client) map[string][2]float64 {
+	out := map[string][2]float64{}
+	info, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return out
+	}
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+		name, found := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !found {
+			continue
+		}
+		var v [2]float64
+		for _, f := range strings.Split(rest, ",") {
+			k, x, _ := strings.Cut(f, "=")
+			switch k {
+			case "calls":
+				v[0], _ = strconv.ParseFloat(x, 64)
+			case "usec":
+				v[1], _ = strconv.ParseFloat(x, 64)
+			}
+		}
+		out[name] = v
+	}
+	return out
+}
