@@ -420,8 +420,8 @@ func (a *pageAhead) wait() {
 // going on (its meta hash was lost and remade, perhaps more than once): its
 // lineage record, where the back end keeps one, names the cursor's epoch,
 // and it still holds the cursor's entry, at the cursor's seq, or the entry
-// after the cursor's stream id carries the next seq. It returns the page of
-// the log after the cursor.
+// after the cursor's stream id carries the next seq (or, with the record, a
+// later one). It returns the page of the log after the cursor.
 //
 // Without the record, a new log (the old one was evicted) whose first
 // entries are gone too can by chance go on at the seq after the cursor,
@@ -486,7 +486,14 @@ func (w *worker) sameLog(ctx context.Context, epoch string, count int) (transpor
 	case first.Position.ID == c.ID && first.Position.Seq == c.Seq:
 		page.Events = page.Events[1:]
 		return page, true, nil
-	case first.Rollback == nil && first.Position.Seq == c.Seq+1 && idAfter(first.Position.ID, c.ID):
+	case first.Rollback == nil && idAfter(first.Position.ID, c.ID) &&
+		(first.Position.Seq == c.Seq+1 || complete && first.Position.Seq > c.Seq+1):
+		// The next seq after the cursor's id; or, when the lineage record
+		// says the cursor's epoch wrote to this log, a later seq: the
+		// cursor's log was evicted and made again in its epoch before the
+		// new epoch, and the seqs in between are gone (delivering the
+		// first event reports them, Trimmed, exactly) while the rest goes
+		// on.
 		if len(page.Events) > count {
 			page.Events = page.Events[:count]
 		}
@@ -871,8 +878,12 @@ func (w *worker) checkHead(ctx, hctx context.Context) bool {
 // reveals it (which may never come). The range is exact when the meta hash
 // stayed (its seq; Trimmed), else it runs to the highest seq known of the
 // epoch (the last head check, the live frame that led here; EpochChanged).
-// The cursor moves to the range's end, without a stream id: a log made
-// again in the epoch is read by seq, a new epoch is reported from there.
+// The cursor moves to the range's end and keeps its stream id: a log made
+// again in the epoch has later ids, so it is read from its first entry,
+// which goes on at the seq after the range; and when a new epoch is made
+// over that log later, sameLog still finds the entry after the cursor's id
+// at the next seq (without an id it could not look, and would report the
+// new log's events, still there, as lost).
 func (w *worker) vanished(err error, live transport.Position) {
 	var gone *transport.NoLogError
 	c := w.cursor
@@ -893,7 +904,7 @@ func (w *worker) vanished(err error, live transport.Position) {
 		return
 	}
 	w.f.lost(&LossError{Topic: w.topic, Epoch: c.Epoch, From: c.Seq + 1, To: top, Reason: reason})
-	w.cursor = transport.Position{Epoch: c.Epoch, Seq: top}
+	w.cursor = transport.Position{Epoch: c.Epoch, Seq: top, ID: c.ID}
 	w.atMarker = false
 	w.show()
 }
