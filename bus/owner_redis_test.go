@@ -429,36 +429,3 @@ func TestRedisRollbackReachesAConsumerThatWasAway(t *testing.T) {
 		t.Errorf("loss = %v, want RolledBack 16..20 (the publisher's acknowledgements)", l)
 	}
 }
-
-func TestRedisLogMadeAgainThenANewEpochOverItIsNotReportedWhole(t *testing.T) {
-	// A durable consumer stops at seq 5; 6..10 are published; the log is
-	// evicted (its meta hash stays), 11 is published (a new log, same
-	// epoch), then the meta hash is evicted too and 12 is published (a new
-	// epoch over that log). Back, the consumer reports 6..10, exactly, and
-	// handles 11 and 12: the new epoch's log is its epoch's log going on.
-	srv := redistest.Start(t)
-	rdb := srv.Client(t)
-	ctx := context.Background()
-	pub, run := stoppedAtFive(t, rdb, "remade")
-	for i := range 5 {
-		pub.Publish(ctx, Tick{N: 5 + i})
-	}
-	rdb.Del(ctx, "durabus:{tick}:log")
-	if _, err := pub.Publish(ctx, Tick{N: 10}); err != nil {
-		t.Fatal(err)
-	}
-	rdb.Del(ctx, "durabus:{tick}:meta")
-	if _, err := pub.Publish(ctx, Tick{N: 11}); err != nil {
-		t.Fatal(err)
-	}
-	var got seqLog
-	var losses lossLog
-	start(t, run(&got, &losses))
-	waitFor(t, "11 and 12", func() bool { return len(got.get()) == 2 })
-	if s := got.get(); !slices.Equal(s, []uint64{11, 12}) {
-		t.Errorf("handled %v, want [11 12]", s)
-	}
-	if ls := losses.get(); len(ls) != 1 || ls[0].Reason != replay.Trimmed || ls[0].From != 6 || ls[0].To != 10 {
-		t.Errorf("losses = %v, want one Trimmed 6..10", ls)
-	}
-}

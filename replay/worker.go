@@ -420,8 +420,8 @@ func (a *pageAhead) wait() {
 // going on (its meta hash was lost and remade, perhaps more than once): its
 // lineage record, where the back end keeps one, names the cursor's epoch,
 // and it still holds the cursor's entry, at the cursor's seq, or the entry
-// after the cursor's stream id carries the next seq (or, with the record, a
-// later one). It returns the page of the log after the cursor.
+// after the cursor's stream id carries the next seq. It returns the page of
+// the log after the cursor.
 //
 // Without the record, a new log (the old one was evicted) whose first
 // entries are gone too can by chance go on at the seq after the cursor,
@@ -486,14 +486,7 @@ func (w *worker) sameLog(ctx context.Context, epoch string, count int) (transpor
 	case first.Position.ID == c.ID && first.Position.Seq == c.Seq:
 		page.Events = page.Events[1:]
 		return page, true, nil
-	case first.Rollback == nil && idAfter(first.Position.ID, c.ID) &&
-		(first.Position.Seq == c.Seq+1 || complete && first.Position.Seq > c.Seq+1):
-		// The next seq after the cursor's id; or, when the lineage record
-		// says the cursor's epoch wrote to this log, a later seq: the
-		// cursor's log was evicted and made again in its epoch before the
-		// new epoch, and the seqs in between are gone (delivering the
-		// first event reports them, Trimmed, exactly) while the rest goes
-		// on.
+	case first.Rollback == nil && first.Position.Seq == c.Seq+1 && idAfter(first.Position.ID, c.ID):
 		if len(page.Events) > count {
 			page.Events = page.Events[:count]
 		}

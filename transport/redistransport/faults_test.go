@@ -433,14 +433,14 @@ func sorted(s ...string) []string {
 }
 
 func TestLineageRecordIsBounded(t *testing.T) {
-	// Past 32 epochs over one log, the record is dropped (followers then
+	// Past 1 024 epochs over one log, the record is dropped (followers then
 	// treat the log as unknown) instead of growing without bound.
 	srv := redistest.Start(t)
 	admin := srv.Client(t)
 	tr := newTransport(t, srv.Client(t))
 	ctx := testCtx(t)
 	logKey, metaKey, _ := tr.Keys("bounded")
-	for i := range 40 {
+	for i := range 1030 {
 		if _, err := tr.Publish(ctx, message("bounded", i)); err != nil {
 			t.Fatal(err)
 		}
@@ -450,10 +450,10 @@ func TestLineageRecordIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(groups) > 33 {
-		t.Errorf("%d consumer groups on the log, want at most 33", len(groups))
+	if len(groups) > 1025 {
+		t.Errorf("%d consumer groups on the log, want at most 1 025", len(groups))
 	}
 	if _, complete, err := tr.LogEpochs(ctx, "bounded"); err != nil || complete {
-		t.Errorf("LogEpochs after 40 epochs: complete %v, %v; want an incomplete record", complete, err)
+		t.Errorf("LogEpochs after 1 030 epochs: complete %v, %v; want an incomplete record", complete, err)
 	}
 }

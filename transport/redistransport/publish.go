@@ -30,7 +30,7 @@ import (
 // fields and values.
 //
 // An epoch made over a log that exists adds its group to the record
-// (publishScript). The record is bounded: past 32 epochs, a new one drops
+// (publishScript). The record is bounded: past 1024 epochs, a new one drops
 // it (durabus:lineage) instead, and followers treat the log as unknown.
 const xaddLua = `
 local function xadd(epoch, maxlen, ...)
@@ -161,7 +161,7 @@ if existed then
   -- when it is full.
   local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])
   if type(groups) == 'table' and not groups.err then
-    if #groups <= 32 then
+    if #groups <= 1024 then
       redis.pcall('XGROUP', 'CREATE', KEYS[1], 'durabus:epoch:' .. epoch, '$')
     else
       redis.pcall('XGROUP', 'DESTROY', KEYS[1], 'durabus:lineage')

@@ -19,7 +19,7 @@
 //	                            through them): "durabus:lineage" and
 //	                            "durabus:epoch:<epoch>", made with the key,
 //	                            plus one "durabus:epoch:<epoch>" per epoch made
-//	                            over it later (at most 32, then dropped)
+//	                            over it later (at most 1024, then dropped)
 //	ns:{T}:meta        Hash     "epoch" (made when the log is (re)created),
 //	                            "seq" (the last sequence number handed out)
 //	ns:{T}:idem:<id>   String   "epoch seq streamid" of the first publish of
