@@ -1773,7 +1773,7 @@ func (d *dataEnv) evictions() map[string]int {
 var lruScenario = dataScenario{
 	name: "maxmemory-allkeys-lru", lossy: true,
 	knownGap: "allkeys-* eviction: a log that vanished with its meta hash before a subscriber read it, whose live frames the subscriber also missed, can stay unreported (2 events in 1 of 3 loaded make tests; docs/guarantees.md)",
-	gap: [2]time.Duration{300 * time.Millisecond, time.Second},
+	gap:      [2]time.Duration{300 * time.Millisecond, time.Second},
 	world: func(t *testing.T) *dataEnv {
 		srv := redistest.Start(t)
 		d := newDataEnv(t, dataConn{Addr: srv.Addr()}, srv)
