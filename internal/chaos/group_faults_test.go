@@ -637,22 +637,7 @@ func runGroups(t *testing.T, d time.Duration) *runReport {
 
 	r := &runReport{scenario: w.name, duration: time.Since(w.began), faults: len(faults),
 		published: int(w.e.acked.Load()), failed: int(w.e.failed.Load())}
-	inLog, dups := w.e.readLogOf(groupTopics)
-	r.logDups = dups
-	if dups > 0 {
-		t.Errorf("%d events written twice to the log", dups)
-	}
-	w.e.h.mu.Lock()
-	for k, p := range w.e.h.pubs {
-		_, logged := inLog[k]
-		switch {
-		case !p.ok && logged:
-			r.written++
-		case p.ok && !logged:
-			t.Errorf("acknowledged k %d (%s seq %d) is not in the log", k, p.topic, p.seq)
-		}
-	}
-	w.e.h.mu.Unlock()
+	inLog := w.e.checkLog(t, r, groupTopics, false)
 
 	// The checker's count: lost, unexpected, duplicated; within one
 	// member process (inc = pid) no event twice and none out of order.

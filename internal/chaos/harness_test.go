@@ -733,11 +733,8 @@ func (e *env) logHeadsOf(tps []string) map[string]uint64 {
 	return out
 }
 
-// readLog reads every topic's log: the key of each entry and its seq, and
-// how many keys appear more than once.
-func (e *env) readLog() (map[int64]logEntry, int) { return e.readLogOf(topics) }
-
-// readLogOf is readLog for the topics tps.
+// readLogOf reads the logs of the topics tps: the key of each entry and its
+// seq, and how many keys appear more than once.
 func (e *env) readLogOf(tps []string) (map[int64]logEntry, int) {
 	ctx := context.Background()
 	out := map[int64]logEntry{}
