@@ -126,6 +126,17 @@ func TestClusterWithReplicas(t *testing.T) {
 			t.Fatalf("ReplicasOf(promoted) = %v, want [%s]", addrs(r), old.Addr())
 		}
 		checkKeys(t, c, keys)
+
+		// And back: the old master, now a replica, takes over again.
+		begin = time.Now()
+		if back := c.Failover(t, promoted); back != old {
+			t.Fatalf("failing back promoted %s, want %s", back.Addr(), old.Addr())
+		}
+		t.Logf("failback to %s took %v", old.Addr(), time.Since(begin).Round(time.Millisecond))
+		if got := c.Masters(t); !slices.Equal(got, masters) {
+			t.Fatalf("Masters() after failback = %v, want %v", addrs(got), addrs(masters))
+		}
+		checkKeys(t, c, keys)
 	})
 
 	t.Run("ForceFailoverAndRejoin", func(t *testing.T) {
