@@ -12,13 +12,14 @@ import (
 // that.
 const manualFailoverTimeout = 5 * time.Second
 
-// Failover makes one of master's live replicas take over its slots with a
-// graceful CLUSTER FAILOVER, sent to the replica: the master stops its
-// clients until the replica has caught up, so no acknowledged write is lost
-// (writes wait out the switch, and clients then follow the MOVED
-// redirection). It returns the promoted replica once every live node agrees
-// that it serves master's slots, that master now follows it as a replica,
-// and the cluster is healthy as [Cluster.WaitOK] defines it.
+// Failover makes master's first live replica (in the order of
+// [Cluster.Nodes]) take over its slots with a graceful CLUSTER FAILOVER,
+// sent to the replica: master pauses its clients until the replica has
+// caught up, so no acknowledged write is lost (writes wait out the switch,
+// then clients follow the MOVED redirection). It returns the promoted
+// replica once every live node agrees that it serves master's slots and
+// that master now follows it as a replica, and the cluster is healthy as
+// [Cluster.WaitOK] defines it.
 //
 // Redis lets a replica run an election only 4 node timeouts (at least 4 s)
 // after its previous one, and the masters vote to replace one master at
@@ -81,10 +82,10 @@ func (c *Cluster) Failover(t testing.TB, master *Server) (promoted *Server) {
 // timeout (until the masters mark master failed) plus about 1.5-2 s; with
 // the default 3 s it takes about 5 s. When Redis would not yet let the
 // replica win an election (see [Cluster.Failover]), it first waits so that
-// it will by then. It fails the test after 60 s, or at
-// once if master is not a live master serving slots, has no live replica,
-// or the other live masters are no majority of the masters serving slots
-// (so a cluster needs at least 3 masters for it).
+// it will by then. It fails the test after 60 s, or at once if master is
+// not a live master serving slots, has no live replica, or the other live
+// masters are no majority of the masters serving slots (so a cluster needs
+// at least 3 masters for it).
 func (c *Cluster) ForceFailover(t testing.TB, master *Server) (promoted *Server) {
 	t.Helper()
 	slots, replicas := c.shard(t, master, "ForceFailover")
