@@ -172,7 +172,7 @@ func (s *serveSource) Snapshot(ctx context.Context) (*console.Snapshot, error) {
 		out.Topics = append(out.Topics, console.Topic{
 			Name: t.Topic, Epoch: t.Epoch, Head: t.Head, Backlog: t.Backlog,
 			Oldest: deref(t.Oldest), Newest: deref(t.Newest), LastPublish: deref(t.LastPublish),
-			Subscribers: t.Subscribers, MemoryBytes: t.MemoryBytes,
+			Subscribers: t.Subscribers, MemoryBytes: t.MemoryBytes, Master: t.Master,
 		})
 	}
 	for _, cs := range rep.Consumers {

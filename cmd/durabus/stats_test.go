@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -204,6 +207,24 @@ func TestStatsOnAClusterShowsEveryTopicWithItsMaster(t *testing.T) {
 		t.Errorf("tail as the minimal user on the cluster printed:\n%s", out)
 	}
 	check("as the documented CLI user", "redis://cli:cli-pw@"+cl.Addrs()[1])
+
+	// The console shows the same masters (last: it follows a pattern).
+	srv := startServe(t, u, nil)
+	resp, err := http.Get(srv.url + "topics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("console topics page: %d, %v", resp.StatusCode, err)
+	}
+	for _, topic := range topics {
+		row := regexp.MustCompile(`(?s)<tr data-name="` + regexp.QuoteMeta(topic) + `">.*?</tr>`).Find(page)
+		if !strings.Contains(string(row), `<td data-label="Master"><code>`+holder[topic]+`</code>`) {
+			t.Errorf("console row of %s does not show its master %s: %s", topic, holder[topic], row)
+		}
+	}
 }
 
 // docClusterRules returns the rules that docs/operations.md says to add to
