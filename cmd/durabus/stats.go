@@ -559,6 +559,9 @@ func readSlotMap(ctx context.Context, cc *redis.ClusterClient) (*slotMap, error)
 				host = n.IP
 			}
 			addr := net.JoinHostPort(host, strconv.FormatInt(n.Port, 10))
+			if len(sh.Slots) == 0 { // a master added, not yet given slots
+				m.add(addr, clusterSlots, clusterSlots-1)
+			}
 			for _, r := range sh.Slots {
 				m.add(addr, int(r.Start), int(r.End))
 			}
@@ -567,13 +570,17 @@ func readSlotMap(ctx context.Context, cc *redis.ClusterClient) (*slotMap, error)
 	return m, nil
 }
 
-// add records that addr serves the slots start to end.
+// add records that addr serves the slots start to end (none when end <
+// start).
 func (m *slotMap) add(addr string, start, end int) {
 	ms := m.byAddr[addr]
 	if ms == nil {
 		ms = &masterStats{Addr: addr}
 		m.byAddr[addr] = ms
 		m.first[addr] = start
+	}
+	if end < start {
+		return
 	}
 	m.first[addr] = min(m.first[addr], start)
 	ms.Slots += end - start + 1
