@@ -75,6 +75,9 @@ type Topic struct {
 	Subscribers int64
 	// MemoryBytes is the log's memory; -1 when unknown.
 	MemoryBytes int64
+	// Master is the address of the Redis Cluster master that serves the
+	// topic's slot; "" on a standalone Redis.
+	Master string
 }
 
 // Consumer is one durable consumer's checkpoint on one topic.

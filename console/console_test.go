@@ -301,3 +301,29 @@ func TestRatesFromHeadSamples(t *testing.T) {
 		t.Errorf("samples of a topic gone: %v", c.samples)
 	}
 }
+
+// clusterSource is a fakeSource whose topics each name their master.
+type clusterSource struct{ fakeSource }
+
+func (f *clusterSource) Snapshot(ctx context.Context) (*Snapshot, error) {
+	s, err := f.fakeSource.Snapshot(ctx)
+	if err == nil {
+		s.Topics[0].Master, s.Topics[1].Master = "10.0.0.1:6379", "10.0.0.2:6379"
+	}
+	return s, err
+}
+
+// On a Redis Cluster the topics page has a Master column; on a standalone
+// Redis it has none.
+func TestTopicsShowTheirMasterOnlyOnACluster(t *testing.T) {
+	w := do(newTestConsole(t, &clusterSource{}).Handler(), "GET", "http://127.0.0.1:8080/topics", nil, "")
+	for _, want := range []string{"<th>Master</th>", `<td data-label="Master"><code>10.0.0.1:6379</code>`, `<td data-label="Master"><code>10.0.0.2:6379</code>`, "summed over every node"} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("cluster topics page lacks %q:\n%.2000s", want, w.Body.String())
+		}
+	}
+	w = do(newTestConsole(t, &fakeSource{}).Handler(), "GET", "http://127.0.0.1:8080/topics", nil, "")
+	if body := w.Body.String(); strings.Contains(body, "Master") || !strings.Contains(body, `data-name="orders"`) {
+		t.Errorf("standalone topics page:\n%.2000s", body)
+	}
+}

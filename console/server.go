@@ -269,6 +269,8 @@ type topicsView struct {
 	Total       int
 	Q           string
 	PatternSubs int64
+	// Cluster is set when a topic has a Master: the page shows the column.
+	Cluster     bool
 	SampleEvery time.Duration
 	Started     time.Time
 }
@@ -287,6 +289,7 @@ func (c *Console) serveTopics(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			v.Rows = append(v.Rows, topicRow{Topic: t, Spark: spark(c.rates(t.Name), now)})
+			v.Cluster = v.Cluster || t.Master != ""
 		}
 		c.mu.Unlock()
 		sort.Slice(v.Rows, func(i, j int) bool { return v.Rows[i].Name < v.Rows[j].Name })

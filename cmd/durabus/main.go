@@ -15,7 +15,9 @@
 //	--redis URL        Redis to use: redis://[user:password@]host:port[/db] or
 //	                   rediss:// for TLS (env DURABUS_REDIS; default
 //	                   redis://127.0.0.1:6379, except demo, which starts a
-//	                   private redis-server when no URL is given)
+//	                   private redis-server when no URL is given); but for
+//	                   demo and bench, any node's URL means its whole Redis
+//	                   Cluster
 //	--namespace NS     key and channel prefix (env DURABUS_NAMESPACE; default durabus)
 //	--json             print data as JSON (one object per line)
 //

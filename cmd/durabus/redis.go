@@ -23,29 +23,61 @@ const connectTimeout = 5 * time.Second
 
 // conn is an open Redis client with a durabus transport and bus on it.
 type conn struct {
-	rdb  *redis.Client
-	tr   *redistransport.Transport
-	bus  *bus.Bus
-	addr string // host:port, without credentials, for messages
-	ns   string
+	rdb *redis.Client // the server of the URL
+	// cluster is the Redis Cluster that rdb is a node of, seeded with it;
+	// nil on a standalone Redis. The transport runs on it.
+	cluster *redis.ClusterClient
+	tr      *redistransport.Transport
+	bus     *bus.Bus
+	addr    string // host:port, without credentials, for messages
+	ns      string
 }
 
-// Close closes the bus, the transport and the client, in that order.
+// client is the client the transport runs on: the cluster's, or rdb.
+func (c *conn) client() redis.UniversalClient {
+	if c.cluster != nil {
+		return c.cluster
+	}
+	return c.rdb
+}
+
+// Close closes the bus, the transport and the clients, in that order.
 func (c *conn) Close() {
 	_ = c.bus.Close()
 	_ = c.tr.Close()
+	if c.cluster != nil {
+		_ = c.cluster.Close()
+	}
 	_ = c.rdb.Close()
 }
 
 // connect opens e.redisURL, checks with PING that Redis answers and accepts
-// the credentials, and builds a transport and a bus on it.
+// the credentials, and builds a transport and a bus on it: on a node of a
+// Redis Cluster, on a cluster client seeded with that node.
 func connect(ctx context.Context, e *env, busOpts ...bus.Option) (*conn, error) {
-	rdb, addr, err := dial(ctx, e.redisURL, "durabus-cli")
+	// The commands print what they see themselves: the library's log says
+	// only what they would not (losses, handler panics), on stderr.
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	return open(ctx, e.redisURL, e.namespace, "durabus-cli", log, busOpts...)
+}
+
+// open is connect with the client and bus source name and the library's
+// logger given.
+func open(ctx context.Context, url, namespace, name string, log *slog.Logger, busOpts ...bus.Option) (*conn, error) {
+	rdb, addr, err := dial(ctx, url, name)
 	if err != nil {
 		return nil, err
 	}
-	c, err := wrap(rdb, addr, e.namespace, busOpts...)
+	cc, err := joinCluster(ctx, rdb, addr)
 	if err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	c, err := newConn(rdb, cc, addr, namespace, name, log, busOpts...)
+	if err != nil {
+		if cc != nil {
+			_ = cc.Close()
+		}
 		_ = rdb.Close()
 		return nil, err
 	}
@@ -54,19 +86,22 @@ func connect(ctx context.Context, e *env, busOpts ...bus.Option) (*conn, error) 
 
 // wrap builds a transport and a bus on an open client.
 func wrap(rdb *redis.Client, addr, namespace string, busOpts ...bus.Option) (*conn, error) {
-	// The commands print what they see themselves: the library's log says
-	// only what they would not (losses, handler panics), on stderr.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	return wrapWith(rdb, addr, namespace, "durabus-cli", log, busOpts...)
+	return newConn(rdb, nil, addr, namespace, "durabus-cli", log, busOpts...)
 }
 
-// wrapWith is wrap with the bus's source and the library's logger given.
-func wrapWith(rdb *redis.Client, addr, namespace, source string, log *slog.Logger, busOpts ...bus.Option) (*conn, error) {
+// newConn builds a transport and a bus on cc when it is not nil (rdb is
+// then one of its nodes), else on rdb.
+func newConn(rdb *redis.Client, cc *redis.ClusterClient, addr, namespace, source string, log *slog.Logger, busOpts ...bus.Option) (*conn, error) {
 	ns := namespace
 	if ns == "" {
 		ns = redistransport.DefaultNamespace
 	}
-	tr, err := redistransport.New(rdb, redistransport.WithNamespace(ns), redistransport.WithLogger(log))
+	var uc redis.UniversalClient = rdb
+	if cc != nil {
+		uc = cc
+	}
+	tr, err := redistransport.New(uc, redistransport.WithNamespace(ns), redistransport.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("namespace %q: %w", ns, errors.Unwrap(err))
 	}
@@ -75,7 +110,61 @@ func wrapWith(rdb *redis.Client, addr, namespace, source string, log *slog.Logge
 		_ = tr.Close()
 		return nil, err
 	}
-	return &conn{rdb: rdb, tr: tr, bus: b, addr: addr, ns: ns}, nil
+	return &conn{rdb: rdb, cluster: cc, tr: tr, bus: b, addr: addr, ns: ns}, nil
+}
+
+// joinCluster returns a cluster client seeded with rdb's server when that
+// server is a node of a Redis Cluster (HELLO says mode "cluster"; HELLO
+// needs no ACL right), with rdb's credentials, TLS and timeouts, after a
+// PING through it; nil for any other server.
+func joinCluster(ctx context.Context, rdb *redis.Client, addr string) (*redis.ClusterClient, error) {
+	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if serverMode(pctx, rdb) != "cluster" {
+		return nil, nil
+	}
+	o := rdb.Options()
+	cc := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:               []string{o.Addr},
+		OnConnect:           o.OnConnect,
+		Protocol:            o.Protocol,
+		Username:            o.Username,
+		Password:            o.Password,
+		CredentialsProvider: o.CredentialsProvider,
+		DialTimeout:         o.DialTimeout,
+		DialerRetries:       o.DialerRetries,
+		ReadTimeout:         o.ReadTimeout,
+		WriteTimeout:        o.WriteTimeout,
+		PoolSize:            o.PoolSize,
+		TLSConfig:           o.TLSConfig,
+	})
+	if err := cc.Ping(pctx).Err(); err != nil {
+		_ = cc.Close()
+		return nil, fmt.Errorf("the Redis Cluster of node %s: %w", addr, explainRedisErr(addr, err))
+	}
+	return cc, nil
+}
+
+// serverMode is the "mode" of HELLO's reply: "standalone", "cluster" or
+// "sentinel"; "" when HELLO fails (a server before 6.2, a proxy).
+func serverMode(ctx context.Context, rdb *redis.Client) string {
+	v, err := rdb.Do(ctx, "HELLO").Result()
+	if err != nil {
+		return ""
+	}
+	switch m := v.(type) {
+	case map[any]any: // RESP3
+		s, _ := m["mode"].(string)
+		return s
+	case []any: // RESP2: key, value, key, value…
+		for i := 0; i+1 < len(m); i += 2 {
+			if k, _ := m[i].(string); k == "mode" {
+				s, _ := m[i+1].(string)
+				return s
+			}
+		}
+	}
+	return ""
 }
 
 // dial parses url, connects and PINGs. Errors name the address (never the

@@ -95,17 +95,12 @@ func runServe(ctx context.Context, e *env, opts any, args []string) error {
 	if err != nil {
 		return err
 	}
-	rdb, addr, err := dial(ctx, e.redisURL, "durabus-console")
-	if err != nil {
-		return err
-	}
-	c, err := wrapWith(rdb, addr, e.namespace, "durabus-console", log,
+	c, err := open(ctx, e.redisURL, e.namespace, "durabus-console", log,
 		bus.WithOnError(func(err error) { con.Report(console.Notice{Kind: "error", Message: err.Error()}) }),
 		bus.WithFollowerOptions(replay.WithOnReconnect(func(reason string) {
 			con.Report(console.Notice{Kind: "reconnect", Message: "live connection rebuilt (" + reason + "); repairing from the backlog"})
 		})))
 	if err != nil {
-		_ = rdb.Close()
 		return err
 	}
 	defer c.Close()
@@ -123,7 +118,7 @@ func runServe(ctx context.Context, e *env, opts any, args []string) error {
 	if o.token != "" {
 		url += "?token=<TOKEN>"
 	}
-	fmt.Fprintf(e.stdout, "durabus console on %s (Redis %s, namespace %q, %s); Ctrl-C stops it\n", url, addr, c.ns, mode)
+	fmt.Fprintf(e.stdout, "durabus console on %s (Redis %s, namespace %q, %s); Ctrl-C stops it\n", url, c.addr, c.ns, mode)
 
 	baseCtx, cancelBase := context.WithCancel(ctx)
 	defer cancelBase()
@@ -168,7 +163,7 @@ type serveSource struct {
 var _ console.Source = (*serveSource)(nil)
 
 func (s *serveSource) Snapshot(ctx context.Context) (*console.Snapshot, error) {
-	rep, err := collectStats(ctx, s.c.rdb, s.c.ns, "*")
+	rep, err := collectStats(ctx, s.c, "*")
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +172,7 @@ func (s *serveSource) Snapshot(ctx context.Context) (*console.Snapshot, error) {
 		out.Topics = append(out.Topics, console.Topic{
 			Name: t.Topic, Epoch: t.Epoch, Head: t.Head, Backlog: t.Backlog,
 			Oldest: deref(t.Oldest), Newest: deref(t.Newest), LastPublish: deref(t.LastPublish),
-			Subscribers: t.Subscribers, MemoryBytes: t.MemoryBytes,
+			Subscribers: t.Subscribers, MemoryBytes: t.MemoryBytes, Master: t.Master,
 		})
 	}
 	for _, cs := range rep.Consumers {
