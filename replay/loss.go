@@ -20,9 +20,11 @@ const (
 	// cursor in the old log cannot be known. To is zero: the end is unknown.
 	// When the follower goes on in a new log, Next names its epoch, and the
 	// report stands for everything published after seq From-1 of Epoch and
-	// before Next began, including the events of any log that came and went
-	// unseen in between (under allkeys-* eviction a log can live and vanish
-	// between two reads).
+	// before the first event of that log, including the events of any log
+	// that came and went unseen in between (under allkeys-* eviction a log
+	// can live and vanish between two reads). When Next was made over the
+	// old log before it vanished, its seqs go on from the old log's: the
+	// loss then ends at the seq before the new log's first event.
 	//
 	// A live frame whose entry is gone with its log is reported on its own,
 	// as From = To = its seq of its epoch.

@@ -263,11 +263,30 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) cau
 				// The log itself was reset: what followed the cursor is
 				// gone, to the old log's end (unknown: it may have grown
 				// past the last head seen) and through any log that came
-				// and went before the new one.
-				w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, Reason: EpochChanged, Next: page.Epoch})
+				// and went before the new one. The page read before
+				// sameLog looked may be of the cursor's own log under a
+				// new epoch, replaced since (sameLog then judged another
+				// log): delivering it would hand the cursor's entries
+				// over again. So the new log is read again from its
+				// start, now that the cursor's log is known to be gone,
+				// and the loss is reported only with that page in hand:
+				// when the read fails, the cursor stays, and the next
+				// read judges the log then there.
+				fresh, err := w.f.tr.Range(ctx, w.topic, transport.Position{}, count)
+				if errors.Is(err, transport.ErrUnknownTopic) {
+					return unreadable // gone again: the next frame or head check looks again
+				}
+				if err != nil {
+					if !w.readFailed(ctx, bo, err) {
+						return stopping
+					}
+					continue
+				}
+				w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, Reason: EpochChanged, Next: fresh.Epoch})
 				w.cursor = transport.Position{}
 				w.atMarker = false
 				w.epochReset = true
+				page, prepared = fresh, nil
 			}
 		}
 		w.notePage(page)

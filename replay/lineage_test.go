@@ -1,0 +1,196 @@
+package replay_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/durabus/durabus/replay"
+	"github.com/durabus/durabus/transport"
+	"github.com/durabus/durabus/transport/memtransport"
+)
+
+// replacedLog is a memory transport whose topic "t", once switched, goes
+// through what allkeys-lru eviction does between two reads of a follower:
+// the next backlog read finds the follower's log going on under a new epoch
+// (its meta data was evicted and made again: epoch B, every entry of the
+// old log plus one more), and every read after it finds that log gone and a
+// new one, made by epoch C, with one event and a lineage record that names
+// only C. With vanishC, C's log is evicted too when it is first read from
+// its start, and a third log, D's, with two events, replaces it.
+type replacedLog struct {
+	*memtransport.Transport
+	vanishC bool
+	mu      sync.Mutex
+	state   int // 0 pass through, 1 the next Range sees B, 2 C, 3 D
+	b, c, d transport.Page
+}
+
+func (r *replacedLog) switchLogs(t *testing.T) {
+	t.Helper()
+	old, err := r.Transport.Range(context.Background(), "t", transport.Position{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, _ := transport.ParseStreamID(old.Events[len(old.Events)-1].Position.ID)
+	id := func(ms uint64, n uint64) string { return transport.StreamID{MS: ms, N: n}.String() }
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.b = transport.Page{Epoch: "B"}
+	for _, d := range old.Events {
+		d.Position.Epoch = "B"
+		r.b.Events = append(r.b.Events, d)
+	}
+	r.b.Events = append(r.b.Events, transport.Delivery{Topic: "t", Data: []byte(`{}`),
+		Position: transport.Position{Epoch: "B", Seq: uint64(len(old.Events) + 1), ID: id(last.MS+1, 0)}})
+	r.c = transport.Page{Epoch: "C", Events: []transport.Delivery{{Topic: "t", Data: []byte(`{}`),
+		Position: transport.Position{Epoch: "C", Seq: 1, ID: id(last.MS+2, 0)}}}}
+	r.d = transport.Page{Epoch: "D"}
+	for i := range uint64(2) {
+		r.d.Events = append(r.d.Events, transport.Delivery{Topic: "t", Data: []byte(`{}`),
+			Position: transport.Position{Epoch: "D", Seq: i + 1, ID: id(last.MS+3, i)}})
+	}
+	r.state = 1
+}
+
+// current is the log there now (state 1 and later).
+func (r *replacedLog) current() transport.Page {
+	if r.state == 3 {
+		return r.d
+	}
+	return r.c
+}
+
+func (r *replacedLog) Range(ctx context.Context, topic string, after transport.Position, limit int) (transport.Page, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var page transport.Page
+	switch r.state {
+	case 0:
+		return r.Transport.Range(ctx, topic, after, limit)
+	case 1:
+		page, r.state = r.b, 2
+	case 2:
+		if r.vanishC && after.Epoch == "" {
+			r.state = 3
+			return transport.Page{}, fmt.Errorf("range: %w", transport.ErrUnknownTopic)
+		}
+		page = r.c
+	default:
+		page = r.d
+	}
+	out := transport.Page{Epoch: page.Epoch}
+	for _, d := range page.Events {
+		if after.Epoch == page.Epoch && (after.ID != "" && !transport.IDAfter(d.Position.ID, after.ID) || after.ID == "" && d.Position.Seq <= after.Seq) {
+			continue
+		}
+		if len(out.Events) < limit {
+			out.Events = append(out.Events, d)
+		}
+	}
+	return out, nil
+}
+
+func (r *replacedLog) Head(ctx context.Context, topic string) (transport.Position, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state == 0 {
+		return r.Transport.Head(ctx, topic)
+	}
+	cur := r.current()
+	return cur.Events[len(cur.Events)-1].Position, nil
+}
+
+// LogEpochs implements transport.LineageReader: after the switch, the log
+// read is C's.
+func (r *replacedLog) LogEpochs(context.Context, string) ([]string, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state == 0 {
+		return nil, false, nil
+	}
+	return []string{r.current().Epoch}, true, nil
+}
+
+// followReplaced runs a follower on tr until it handled seq 1..3 of its
+// log, switches the logs, and waits until it handled the last event of
+// the log that is there at the end. It returns the ids handed over, the
+// losses, and the old log's positions.
+func followReplaced(t *testing.T, tr *replacedLog) (ids []string, losses []*replay.LossError, old []transport.Position) {
+	var mu sync.Mutex
+	handle := func(_ context.Context, d replay.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		ids = append(ids, d.Position.ID)
+		return nil
+	}
+	onLoss := func(e *replay.LossError) {
+		mu.Lock()
+		defer mu.Unlock()
+		losses = append(losses, e)
+	}
+	f, err := replay.New(tr, handle, append(fast, replay.WithTopics("t"), replay.WithOnLoss(onLoss))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, f)
+	subscribed(t, f, 1)
+	old = publish(t, tr, "t", 3)
+	waitFor(t, "3 events", func() bool { mu.Lock(); defer mu.Unlock(); return len(ids) == 3 })
+	tr.switchLogs(t)
+	end := tr.c
+	if tr.vanishC {
+		end = tr.d
+	}
+	last := end.Events[len(end.Events)-1].Position.ID
+	waitFor(t, "the last event", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ids) > 0 && ids[len(ids)-1] == last
+	})
+	stop()
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Errorf("entry %s handed over twice: %v", id, ids)
+		}
+		seen[id] = true
+	}
+	return ids, losses, old
+}
+
+func TestLogReplacedWhileJudgedIsNotHandedOverAgain(t *testing.T) {
+	// A follower at seq 3 reads its topic: the page is its own log under a
+	// new epoch B (seq 1..3 it handled, and seq 4). Before it can tell
+	// whether B's log is its own, that log is evicted and C makes a new
+	// one. The follower must not hand over seq 1..3 again from the page it
+	// read first: it reports what followed seq 3 as lost up to C, and
+	// delivers C's event.
+	tr := &replacedLog{Transport: newMem(t)}
+	ids, losses, old := followReplaced(t, tr)
+	want := fmt.Sprintf("[%s %s %s %s]", old[0].ID, old[1].ID, old[2].ID, tr.c.Events[0].Position.ID)
+	if got := fmt.Sprint(ids); got != want {
+		t.Errorf("handed over %s, want %s", got, want)
+	}
+	if len(losses) != 1 || losses[0].Reason != replay.EpochChanged || losses[0].Epoch != old[0].Epoch || losses[0].From != 4 || losses[0].To != 0 || losses[0].Next != "C" {
+		t.Errorf("losses = %v, want one EpochChanged from seq 4 of %s up to C", losses, old[0].Epoch)
+	}
+}
+
+func TestLossIsReportedUpToTheLogFollowed(t *testing.T) {
+	// As above, and C's log is evicted too, between the follower's finding
+	// that it is not its own and its reading it: D's log replaces it. The
+	// loss names D, the log the follower goes on with (C's log came and
+	// went unseen: the report stands for it too), and D's events are all
+	// delivered.
+	tr := &replacedLog{Transport: newMem(t), vanishC: true}
+	ids, losses, old := followReplaced(t, tr)
+	want := fmt.Sprintf("[%s %s %s %s %s]", old[0].ID, old[1].ID, old[2].ID, tr.d.Events[0].Position.ID, tr.d.Events[1].Position.ID)
+	if got := fmt.Sprint(ids); got != want {
+		t.Errorf("handed over %s, want %s", got, want)
+	}
+	if len(losses) != 1 || losses[0].Reason != replay.EpochChanged || losses[0].Epoch != old[0].Epoch || losses[0].From != 4 || losses[0].To != 0 || losses[0].Next != "D" {
+		t.Errorf("losses = %v, want one EpochChanged from seq 4 of %s up to D", losses, old[0].Epoch)
+	}
+}
