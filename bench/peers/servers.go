@@ -7,11 +7,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/durabus/durabus/bench/benchkit"
 )
 
 // server is a private child process on a loopback port.
@@ -29,6 +32,17 @@ func (s *server) stop() {
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	_ = os.RemoveAll(s.dir)
+}
+
+// logTail returns the last n lines of the server's redis.log (redis-server
+// started by startRedisWith writes its warnings there), for error messages.
+func (s *server) logTail(n int) string {
+	data, err := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func freePort() (int, error) {
@@ -54,19 +68,34 @@ func waitPort(addr string, d time.Duration) error {
 }
 
 // startRedis starts redis-server with persistence off.
-func startRedis(bin string) (*server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+func startRedis(bin string) (*server, error) { return startRedisWith(bin, 0) }
+
+// startRedisWith starts redis-server with persistence off, on a port at
+// most maxPort when that is not 0 (a cluster node needs port+10000 free for
+// its bus: see startCluster), followed by extra arguments.
+func startRedisWith(bin string, maxPort int, extra ...string) (*server, error) {
+	port := 0
+	for try := 0; port == 0; try++ {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		if maxPort == 0 || p <= maxPort && portFree(p+10000) {
+			port = p
+		} else if try == 200 {
+			return nil, fmt.Errorf("no free loopback port ≤ %d with port+10000 free after %d tries", maxPort, try)
+		}
 	}
 	dir, err := os.MkdirTemp("", "durabus-bench-redis-")
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no",
-		"--loglevel", "warning", "--maxmemory-policy", "noeviction")
+		"--loglevel", "warning", "--logfile", "redis.log", "--maxmemory-policy", "noeviction"}, extra...)
+	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
+		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	s := &server{name: "redis", addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, dir: dir}
@@ -75,6 +104,16 @@ func startRedis(bin string) (*server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// portFree reports whether a loopback port can be bound now.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }
 
 // startNATS starts nats-server with JetStream (file storage, defaults).
@@ -107,22 +146,11 @@ func version(bin string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// redisCPU returns Redis's used_cpu_user + used_cpu_sys, in seconds.
+// redisCPU returns Redis's used_cpu_user + used_cpu_sys, in seconds (0
+// when INFO fails).
 func redisCPU(ctx context.Context, rdb *redis.Client) float64 {
-	info, err := rdb.Info(ctx, "cpu").Result()
-	if err != nil {
-		return 0
-	}
-	var total float64
-	sc := bufio.NewScanner(strings.NewReader(info))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
-		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
-			f, _ := strconv.ParseFloat(v, 64)
-			total += f
-		}
-	}
-	return total
+	cpu, _ := benchkit.RedisCPU(ctx, rdb)
+	return cpu
 }
 
 // machine describes where the run happened.
