@@ -6,7 +6,6 @@ import (
 	"os"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // The starter of the cluster cases: a healthy cluster of 3 masters with a
@@ -60,5 +59,4 @@ func TestClusterStartsFailsOverAndStops(t *testing.T) {
 			t.Errorf("%s still there after stop", n.dir)
 		}
 	}
-	_ = time.Second
 }
