@@ -74,7 +74,7 @@ func main() {
 
 func run(rounds int, dur time.Duration, n int, scaling bool, big int, memFor time.Duration, doc, redisBin, natsBin string) error {
 	ctx := context.Background()
-	began := time.Now()
+	began, load := time.Now(), loadAverage()
 	rs, err := startRedis(redisBin)
 	if err != nil {
 		return fmt.Errorf("redis-server: %w (install it: make redis-server)", err)
@@ -201,7 +201,7 @@ func run(rounds int, dur time.Duration, n int, scaling bool, big int, memFor tim
 	var out bytes.Buffer
 	cpus, model := machine()
 	fmt.Fprintf(&out, "Run %s UTC, %d rounds interleaved, %s in all.\n\n", began.UTC().Format("2006-01-02 15:04"), rounds, time.Since(began).Round(time.Second))
-	fmt.Fprintf(&out, "- Machine: %d CPUs (`nproc`), %s; shared with other jobs\n", cpus, model)
+	fmt.Fprintf(&out, "- Machine: %d CPUs (`nproc`), %s; shared with other jobs; load average at the start %s (`/proc/loadavg`: 1, 5, 15 min)\n", cpus, model, load)
 	fmt.Fprintf(&out, "- %s (private, loopback, `--save '' --appendonly no`); %s\n", firstLine(version(redisBin, "--version")), runtime.Version())
 	fmt.Fprintf(&out, "- %s\n", natsNote)
 	fmt.Fprintf(&out, "- Command: `make bench` (`cd bench/peers && go run . -rounds %d -d %v -n %d -doc ../../docs/benchmarks.md -plot ../../docs/scaling.png`)\n", rounds, dur, n)

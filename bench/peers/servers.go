@@ -168,6 +168,17 @@ func machine() (cpus int, model string) {
 	return cpus, model
 }
 
+// loadAverage returns the 1, 5 and 15 minute load averages of
+// /proc/loadavg ("unknown" without it): how busy the machine was.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(data))
+	if err != nil || len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
 // redisCommandStats returns INFO commandstats: calls and usec by command
 // ("evalsha", "xrange", …).
 func redisCommandStats(ctx context.Context, rdb *redis.Client) map[string][2]float64 {
