@@ -36,7 +36,7 @@ const (
 	// clusterNodeTimeout is cluster-node-timeout, in ms. A graceful
 	// failover does not wait for it, but a master votes about the
 	// replacement of a given master at most once in twice that time.
-	clusterNodeTimeout = 2000
+	clusterNodeTimeout = 1000
 	// clusterReady bounds the wait for a healthy cluster: a fresh master
 	// says cluster_state:ok only about 2 s after it starts.
 	clusterReady = 30 * time.Second
@@ -52,6 +52,7 @@ type cluster struct {
 	admin    []*redis.Client // one per node, same order
 	ids      []string        // node ids, same order
 	replaced []time.Time     // when a failover last replaced each node as master
+	elected  []time.Time     // when each node last ran for master
 }
 
 func (c *cluster) stop() {
@@ -259,30 +260,37 @@ func (c *cluster) roles(ctx context.Context, s int) (master, replica int, err er
 	return 0, 0, fmt.Errorf("shard %d: %s is %s and %s is %s, want one master and one replica", s, c.nodes[a].addr, ra, c.nodes[b].addr, rb)
 }
 
-// failover runs a graceful CLUSTER FAILOVER on shard s's replica. It
-// returns when it was sent, and when the failover was seen complete: the
-// replica says it is master, the old master says it is a replica, and the
-// new master sees cluster_state:ok.
-func (c *cluster) failover(ctx context.Context, s int) (sent, completed time.Time, err error) {
+// failover runs a graceful CLUSTER FAILOVER on shard s's replica, once
+// shard s is ready for one (waitShard, and the masters' vote delay below,
+// neither timed). It returns when the command was first sent, when the
+// failover was seen complete (the replica says it is master, the old master
+// says it is a replica, and the new master sees cluster_state:ok), and how
+// many times the command was sent again: Redis drops a manual failover
+// whose election does not end within 5 s (CLUSTER_MF_TIMEOUT).
+func (c *cluster) failover(ctx context.Context, s int) (sent, completed time.Time, resent int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, failoverTimeout)
 	defer cancel()
+	if err := c.waitShard(ctx, s); err != nil {
+		return sent, completed, 0, err
+	}
 	m, r, err := c.roles(ctx, s)
 	if err != nil {
-		return sent, completed, err
+		return sent, completed, 0, err
 	}
-	// The masters would not vote yet (clusterNodeTimeout).
+	// Two rate limits of Redis's elections: a master votes about the
+	// replacement of a given master at most once in 2 × cluster-node-timeout,
+	// and a replica starts an election at most once in 2 × max(2 ×
+	// cluster-node-timeout, 2 s) (else a manual failover waits for its
+	// next chance, seconds later). Wait for both, untimed.
 	if c.replaced == nil {
-		c.replaced = make([]time.Time, len(c.nodes))
+		c.replaced, c.elected = make([]time.Time, len(c.nodes)), make([]time.Time, len(c.nodes))
 	}
-	if w := time.Until(c.replaced[m].Add(2*clusterNodeTimeout*time.Millisecond + 500*time.Millisecond)); w > 0 {
+	const margin = 300 * time.Millisecond
+	if w := max(time.Until(c.replaced[m].Add(2*clusterNodeTimeout*time.Millisecond+margin)),
+		time.Until(c.elected[r].Add(2*max(2*clusterNodeTimeout*time.Millisecond, 2*time.Second)+margin))); w > 0 {
 		time.Sleep(w)
 	}
-	c.replaced[m] = time.Now()
-	sent = time.Now()
-	if err := c.admin[r].ClusterFailover(ctx).Err(); err != nil {
-		return sent, completed, fmt.Errorf("CLUSTER FAILOVER on %s: %w", c.nodes[r].addr, err)
-	}
-	err = until(ctx, "failover of shard "+strconv.Itoa(s), func() (string, bool) {
+	done := func() (string, bool) {
 		rr, err := role(ctx, c.admin[r])
 		if err != nil || rr != "master" {
 			return fmt.Sprintf("%s is %s (%v)", c.nodes[r].addr, rr, err), false
@@ -296,35 +304,39 @@ func (c *cluster) failover(ctx context.Context, s int) (sent, completed time.Tim
 			return fmt.Sprintf("%s: cluster_state:%s (%v)", c.nodes[r].addr, fields(info)["cluster_state"], err), false
 		}
 		return "", true
-	})
-	if err != nil {
-		err = fmt.Errorf("%w\nreplica %s:\n%s\nmaster %s:\n%s", err, c.nodes[r].addr, c.nodes[r].logTail(8), c.nodes[m].addr, c.nodes[m].logTail(8))
 	}
-	return sent, time.Now(), err
+	sent = time.Now()
+	for try := 0; ; try++ {
+		c.replaced[m], c.elected[r] = time.Now(), time.Now()
+		if err := c.admin[r].ClusterFailover(ctx).Err(); err != nil {
+			return sent, completed, try, fmt.Errorf("CLUSTER FAILOVER on %s: %w", c.nodes[r].addr, err)
+		}
+		tctx, tcancel := context.WithTimeout(ctx, 6*time.Second)
+		err = until(tctx, "failover of shard "+strconv.Itoa(s), done)
+		tcancel()
+		if err == nil {
+			return sent, time.Now(), try, nil
+		}
+		if ctx.Err() != nil || try == 2 {
+			return sent, completed, try, fmt.Errorf("%w\nreplica %s:\n%s\nmaster %s:\n%s", err, c.nodes[r].addr, c.nodes[r].logTail(8), c.nodes[m].addr, c.nodes[m].logTail(8))
+		}
+	}
 }
 
-// waitSynced waits until every replica's link is up with no sync in
-// progress and every node's CLUSTER NODES agrees on who replicates whom:
-// the next graceful failover can start (a master ignores the failover
-// request of a replica it does not know as its own yet).
-func (c *cluster) waitSynced(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, failoverTimeout)
-	defer cancel()
-	return until(ctx, "replicas in sync", func() (string, bool) {
-		for i, a := range c.admin {
-			if why := replicaNotInSync(ctx, a); why != "" && why != "master" {
-				return c.nodes[i].addr + ": " + why, false
-			}
+// waitShard waits until shard s can fail over gracefully: its replica's
+// link is up with no sync in progress, and every node's CLUSTER NODES
+// agrees on which of its two nodes replicates which (a master ignores the
+// failover request of a replica it does not yet know as its own).
+func (c *cluster) waitShard(ctx context.Context, s int) error {
+	return until(ctx, "shard "+strconv.Itoa(s)+" ready", func() (string, bool) {
+		m, r, err := c.roles(ctx, s)
+		if err != nil {
+			return err.Error(), false
 		}
-		// Who each node's master is, as each node sees it ("-": a master).
-		want := make(map[string]string, len(c.nodes))
-		for s := range c.masters {
-			m, r, err := c.roles(ctx, s)
-			if err != nil {
-				return err.Error(), false
-			}
-			want[c.ids[m]], want[c.ids[r]] = "-", c.ids[m]
+		if why := replicaNotInSync(ctx, c.admin[r]); why != "" {
+			return c.nodes[r].addr + ": " + why, false
 		}
+		want := map[string]string{c.ids[m]: "-", c.ids[r]: c.ids[m]} // whose replica ("-": a master)
 		for i, a := range c.admin {
 			nodes, err := a.ClusterNodes(ctx).Result()
 			if err != nil {
@@ -335,13 +347,25 @@ func (c *cluster) waitSynced(ctx context.Context) error {
 				if len(f) < 8 {
 					continue
 				}
-				if strings.Contains(f[2], "fail") || want[f[0]] != f[3] {
+				if w, ok := want[f[0]]; ok && (w != f[3] || strings.Contains(f[2], "fail")) {
 					return fmt.Sprintf("%s sees %s as %s of %s", c.nodes[i].addr, f[0], f[2], f[3]), false
 				}
 			}
 		}
 		return "", true
 	})
+}
+
+// waitSynced waits until every shard can fail over gracefully (waitShard).
+func (c *cluster) waitSynced(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, failoverTimeout)
+	defer cancel()
+	for s := range c.masters {
+		if err := c.waitShard(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // pair is the standalone comparison of the cluster cases: a master and

@@ -30,7 +30,7 @@ func TestClusterStartsFailsOverAndStops(t *testing.T) {
 		}
 	}
 	for i := range 2 {
-		sent, done, err := c.failover(ctx, 1)
+		sent, done, _, err := c.failover(ctx, 1)
 		if err != nil {
 			t.Fatalf("failover %d: %v", i+1, err)
 		}
