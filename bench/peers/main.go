@@ -59,6 +59,7 @@ func main() {
 		}
 	}
 	onlySteps = *only
+	stopOnSignal()
 	if *prof != "" {
 		if err := profileOnly(*prof, *cpuprofile, *dur, *n, *redisBin); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)

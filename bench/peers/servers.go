@@ -7,9 +7,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,9 +32,50 @@ func (s *server) stop() {
 	if s == nil || s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
+	running.Lock()
+	delete(running.servers, s)
+	running.Unlock()
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	_ = os.RemoveAll(s.dir)
+}
+
+// running is every server started and not yet stopped, for stopAll.
+var running = struct {
+	sync.Mutex
+	servers map[*server]bool
+}{servers: map[*server]bool{}}
+
+func (s *server) register() {
+	running.Lock()
+	running.servers[s] = true
+	running.Unlock()
+}
+
+// stopAll stops every server still running (on SIGINT or SIGTERM: the
+// deferred stops of a run do not run when the process is interrupted).
+func stopAll() {
+	running.Lock()
+	all := make([]*server, 0, len(running.servers))
+	for s := range running.servers {
+		all = append(all, s)
+	}
+	running.Unlock()
+	for _, s := range all {
+		s.stop()
+	}
+}
+
+// stopOnSignal stops every server on SIGINT or SIGTERM, then exits.
+func stopOnSignal() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-ch
+		fmt.Fprintf(os.Stderr, "bench: %v: stopping the servers\n", sig)
+		stopAll()
+		os.Exit(1)
+	}()
 }
 
 // logTail returns the last n lines of the server's redis.log (redis-server
@@ -99,6 +143,7 @@ func startRedisWith(bin string, maxPort int, extra ...string) (*server, error) {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	s := &server{name: "redis", addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, dir: dir}
+	s.register()
 	if err := waitPort(s.addr, 10*time.Second); err != nil {
 		s.stop()
 		return nil, err
@@ -131,6 +176,7 @@ func startNATS(bin string) (*server, error) {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	s := &server{name: "nats", addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, dir: dir}
+	s.register()
 	if err := waitPort(s.addr, 10*time.Second); err != nil {
 		s.stop()
 		return nil, err
