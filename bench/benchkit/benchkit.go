@@ -48,6 +48,15 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', 1000000, '*', 'seq', seq, 
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return id`)
 
+// RawShardedScript is RawScript with SPUBLISH (sharded Pub/Sub, Redis 7.0
+// or newer) instead of PUBLISH, the baseline of redistransport's
+// WithShardedPubSub.
+var RawShardedScript = redis.NewScript(`
+local seq = redis.call('INCR', KEYS[2])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', 1000000, '*', 'seq', seq, 'e', ARGV[2])
+redis.call('SPUBLISH', ARGV[1], ARGV[2])
+return id`)
+
 // Messages encodes n envelopes from source, the i-th carrying
 // Event{N: i, S: pad(i) bytes of "x"}, with their topic unset.
 func Messages(n int, source string, pad func(i int) int) ([]transport.Message, error) {

@@ -47,7 +47,9 @@ func main() {
 	natsBin := flag.String("nats-server", "nats-server", "nats-server binary (JetStream columns are skipped when missing)")
 	prof := flag.String("profile", "", "only profile one case (live, replay, publish, publish16, latency, group) into -cpuprofile")
 	cpuprofile := flag.String("cpuprofile", "cpu.pprof", "CPU profile written by -profile")
-	only := flag.String("only", "", "run only the per-round steps whose name contains this (no memory, scaling or -doc), e.g. \"group\"")
+	only := flag.String("only", "", "run only the per-round steps whose name contains this (no memory, scaling or -doc), e.g. \"group\" or \"cluster\"")
+	flag.IntVar(&clusterMasters, "cluster-masters", 3, "masters of the private Redis Cluster of the cluster cases, each with a replica (0: no cluster cases)")
+	flag.IntVar(&clusterFailovers, "failovers", 10, "graceful failovers of the cluster catch-up case, over all rounds")
 	flag.Parse()
 	if *only != "" {
 		*scaling, *memFor = false, 0
@@ -57,6 +59,7 @@ func main() {
 		}
 	}
 	onlySteps = *only
+	stopOnSignal()
 	if *prof != "" {
 		if err := profileOnly(*prof, *cpuprofile, *dur, *n, *redisBin); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -72,7 +75,7 @@ func main() {
 
 func run(rounds int, dur time.Duration, n int, scaling bool, big int, memFor time.Duration, doc, redisBin, natsBin string) error {
 	ctx := context.Background()
-	began := time.Now()
+	began, load := time.Now(), loadAverage()
 	rs, err := startRedis(redisBin)
 	if err != nil {
 		return fmt.Errorf("redis-server: %w (install it: make redis-server)", err)
@@ -137,14 +140,42 @@ func run(rounds int, dur time.Duration, n int, scaling bool, big int, memFor tim
 			return err
 		}},
 	}
+	var ce *clusterEnv // started below when a cluster step is to run
+	if clusterMasters > 0 {
+		steps = append(steps, []struct {
+			name string
+			f    func(metrics) error
+		}{
+			{"cluster publish", func(m metrics) error { return ce.publishCases(m) }},
+			{"cluster failover", func(metrics) error {
+				n := (clusterFailovers + rounds - 1) / rounds // -failovers or a few more in all, each mode
+				if err := ce.failovers(n, false); err != nil {
+					return err
+				}
+				return ce.failovers(n, true)
+			}},
+		}...)
+	}
 	steps = slices.DeleteFunc(steps, func(s struct {
 		name string
 		f    func(metrics) error
 	}) bool {
 		return !strings.Contains(s.name, onlySteps)
 	})
+	for _, s := range steps {
+		if strings.HasPrefix(s.name, "cluster ") {
+			if ce, err = newClusterEnv(ctx, redisBin, clusterMasters, e); err != nil {
+				return fmt.Errorf("redis cluster: %w", err)
+			}
+			defer ce.close()
+			break
+		}
+	}
 	for r := 0; r < rounds; r++ {
 		e.round = r
+		if ce != nil {
+			ce.round = r
+		}
 		m := metrics{}
 		for _, s := range steps {
 			fmt.Fprintf(os.Stderr, "round %d/%d: %s\n", r+1, rounds, s.name)
@@ -171,12 +202,16 @@ func run(rounds int, dur time.Duration, n int, scaling bool, big int, memFor tim
 	var out bytes.Buffer
 	cpus, model := machine()
 	fmt.Fprintf(&out, "Run %s UTC, %d rounds interleaved, %s in all.\n\n", began.UTC().Format("2006-01-02 15:04"), rounds, time.Since(began).Round(time.Second))
-	fmt.Fprintf(&out, "- Machine: %d CPUs (`nproc`), %s; shared with other jobs\n", cpus, model)
+	fmt.Fprintf(&out, "- Machine: %d CPUs (`nproc`), %s; shared with other jobs; load average at the start %s (`/proc/loadavg`: 1, 5, 15 min)\n", cpus, model, load)
 	fmt.Fprintf(&out, "- %s (private, loopback, `--save '' --appendonly no`); %s\n", firstLine(version(redisBin, "--version")), runtime.Version())
 	fmt.Fprintf(&out, "- %s\n", natsNote)
 	fmt.Fprintf(&out, "- Command: `make bench` (`cd bench/peers && go run . -rounds %d -d %v -n %d -doc ../../docs/benchmarks.md -plot ../../docs/scaling.png`)\n", rounds, dur, n)
 	fmt.Fprintf(&out, "- Envelopes of %d bytes (256-byte JSON payload); the peers and the raw cases send the same bytes\n\n", len(e.raw))
+	if ce != nil {
+		rows = append(rows, clusterRows(clusterMasters)...)
+	}
 	table(&out, all, e.js != nil)
+	ce.write(&out, all)
 	fmt.Fprintf(&out, "\n**Catch-up after a Pub/Sub connection kill** (`CLIENT KILL TYPE pubsub` while 2 000 events/s flow; time until the typed handler has delivered, in order, an event published after the kill), %d kills: p50 %s, p99 %s, max %s.\n",
 		len(kills), durPct(kills, 0.5), durPct(kills, 0.99), durPct(kills, 1))
 	fmt.Fprintf(&out, "\n**Consumer group takeover and handover** (a group of 2 members, each its own bus, client and connections in this process, on %d partitions, lease %v (`replay.WithLease` in `bus.WithFollowerOptions`), heartbeat tick 200 ms; one member owning 8 partitions is killed by closing its transport (no release, no leave) or closed with `Bus.Close`; then one event is published to each of its partitions; time from the kill or the `Close` call until the other member has handled all of them): takeover after a kill, %d kills: p50 %s, p99 %s, max %s; handover after `Close`, %d closes: p50 %s, p99 %s, max %s.\n",
@@ -212,13 +247,16 @@ func profileOnly(which, path string, dur time.Duration, n int, redisBin string) 
 // onlySteps is -only: a substring of the step names to run ("": all).
 var onlySteps string
 
+// clusterMasters and clusterFailovers are -cluster-masters and -failovers.
+var clusterMasters, clusterFailovers int
+
 func firstLine(s string) string { l, _, _ := strings.Cut(s, "\n"); return l }
 
 type row struct {
 	label, ours, base, baseLabel string
 	target                       float64 // 0: reported only
 	lower                        bool    // lower is better (latency, CPU)
-	unit                         string  // "rate", "µs"
+	unit                         string  // "rate", "µs", "calls", "x" (a ratio)
 	js                           bool
 }
 
@@ -336,6 +374,9 @@ func figure(xs []float64, unit string) string {
 	switch unit {
 	case "µs":
 		u = " µs"
+	case "x":
+		u = " ×"
+		f = func(x float64) string { return fmt.Sprintf("%.2f", x) }
 	case "calls":
 		u = ""
 		f = func(x float64) string { return fmt.Sprintf("%.1f", x) }

@@ -7,11 +7,17 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/durabus/durabus/bench/benchkit"
 )
 
 // server is a private child process on a loopback port.
@@ -26,9 +32,61 @@ func (s *server) stop() {
 	if s == nil || s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
+	running.Lock()
+	delete(running.servers, s)
+	running.Unlock()
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	_ = os.RemoveAll(s.dir)
+}
+
+// running is every server started and not yet stopped, for stopAll.
+var running = struct {
+	sync.Mutex
+	servers map[*server]bool
+}{servers: map[*server]bool{}}
+
+func (s *server) register() {
+	running.Lock()
+	running.servers[s] = true
+	running.Unlock()
+}
+
+// stopAll stops every server still running (on SIGINT or SIGTERM: the
+// deferred stops of a run do not run when the process is interrupted).
+func stopAll() {
+	running.Lock()
+	all := make([]*server, 0, len(running.servers))
+	for s := range running.servers {
+		all = append(all, s)
+	}
+	running.Unlock()
+	for _, s := range all {
+		s.stop()
+	}
+}
+
+// stopOnSignal stops every server on SIGINT or SIGTERM, then exits.
+func stopOnSignal() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-ch
+		fmt.Fprintf(os.Stderr, "bench: %v: stopping the servers\n", sig)
+		stopAll()
+		os.Exit(1)
+	}()
+}
+
+// logTail returns the last n lines of the server's redis.log (redis-server
+// started by startRedisWith writes its warnings there), for error messages.
+func (s *server) logTail(n int) string {
+	data, err := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func freePort() (int, error) {
@@ -54,27 +112,53 @@ func waitPort(addr string, d time.Duration) error {
 }
 
 // startRedis starts redis-server with persistence off.
-func startRedis(bin string) (*server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+func startRedis(bin string) (*server, error) { return startRedisWith(bin, 0) }
+
+// startRedisWith starts redis-server with persistence off, on a port at
+// most maxPort when that is not 0 (a cluster node needs port+10000 free for
+// its bus: see startCluster), followed by extra arguments.
+func startRedisWith(bin string, maxPort int, extra ...string) (*server, error) {
+	port := 0
+	for try := 0; port == 0; try++ {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		if maxPort == 0 || p <= maxPort && portFree(p+10000) {
+			port = p
+		} else if try == 200 {
+			return nil, fmt.Errorf("no free loopback port ≤ %d with port+10000 free after %d tries", maxPort, try)
+		}
 	}
 	dir, err := os.MkdirTemp("", "durabus-bench-redis-")
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no",
-		"--loglevel", "warning", "--maxmemory-policy", "noeviction")
+		"--loglevel", "warning", "--logfile", "redis.log", "--maxmemory-policy", "noeviction"}, extra...)
+	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
+		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	s := &server{name: "redis", addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, dir: dir}
+	s.register()
 	if err := waitPort(s.addr, 10*time.Second); err != nil {
 		s.stop()
 		return nil, err
 	}
 	return s, nil
+}
+
+// portFree reports whether a loopback port can be bound now.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }
 
 // startNATS starts nats-server with JetStream (file storage, defaults).
@@ -92,6 +176,7 @@ func startNATS(bin string) (*server, error) {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	s := &server{name: "nats", addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, dir: dir}
+	s.register()
 	if err := waitPort(s.addr, 10*time.Second); err != nil {
 		s.stop()
 		return nil, err
@@ -107,22 +192,11 @@ func version(bin string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// redisCPU returns Redis's used_cpu_user + used_cpu_sys, in seconds.
+// redisCPU returns Redis's used_cpu_user + used_cpu_sys, in seconds (0
+// when INFO fails).
 func redisCPU(ctx context.Context, rdb *redis.Client) float64 {
-	info, err := rdb.Info(ctx, "cpu").Result()
-	if err != nil {
-		return 0
-	}
-	var total float64
-	sc := bufio.NewScanner(strings.NewReader(info))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
-		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
-			f, _ := strconv.ParseFloat(v, 64)
-			total += f
-		}
-	}
-	return total
+	cpu, _ := benchkit.RedisCPU(ctx, rdb)
+	return cpu
 }
 
 // machine describes where the run happened.
@@ -138,6 +212,17 @@ func machine() (cpus int, model string) {
 		}
 	}
 	return cpus, model
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages of
+// /proc/loadavg ("unknown" without it): how busy the machine was.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(data))
+	if err != nil || len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // redisCommandStats returns INFO commandstats: calls and usec by command

@@ -21,6 +21,11 @@ type benchOpts struct {
 	rounds int
 	d      time.Duration
 	events int
+
+	// --cluster (bench_cluster.go)
+	cluster    bool
+	goroutines string
+	topics     int
 }
 
 func init() {
@@ -37,6 +42,16 @@ paging, and publish → handler latency at 5 000 events/s. Events carry a
 256-byte payload. On a terminal, stderr shows which case is running. Each round runs every case once; the table gives medians
 and the median ratio over the rounds.
 
+With --cluster, --redis names a Redis Cluster (7.0 or newer) by one or more
+of its nodes, redis://host1:7000,host2:7000,host3:7000, and the bench
+publishes through a go-redis ClusterClient round-robin over --topics topics
+spread over the masters: Publish from each --goroutines count, with plain
+and with sharded Pub/Sub, against the raw EVALSHA (PUBLISH or SPUBLISH) on
+the same topics. It prints the totals, then each master's share: its slots
+and topics, the events/s it took and its Redis CPU per event (INFO CPU
+over the events of its slots), so that clusters of 3, 6, 9 … masters can
+be compared. It runs no failover.
+
 It writes only under a private namespace (durabus-bench-<random>) and deletes
 those keys at the end. It loads Redis: do not run it on a production server.
 The full comparison with watermill and NATS JetStream is "make bench" in a
@@ -46,6 +61,9 @@ clone of the repository.`,
 			fs.IntVar(&o.rounds, "rounds", 3, "rounds (each runs every case once)")
 			fs.DurationVar(&o.d, "duration", time.Second, "length of each timed publish case")
 			fs.IntVar(&o.events, "events", 50_000, "events of the delivery and replay cases")
+			fs.BoolVar(&o.cluster, "cluster", false, "--redis is a Redis Cluster: measure Publish per master (see above)")
+			fs.StringVar(&o.goroutines, "goroutines", "1,16,64", "publishing goroutines of the --cluster cases, comma-separated")
+			fs.IntVar(&o.topics, "topics", 48, "topics of the --cluster cases, spread over the masters")
 			return o
 		},
 		run: runBench,
@@ -70,6 +88,9 @@ func runBench(ctx context.Context, e *env, opts any, args []string) error {
 	}
 	if o.rounds < 1 || o.events < 1000 || o.d < 10*time.Millisecond {
 		return usagef("bench: want --rounds ≥ 1, --events ≥ 1000, --duration ≥ 10ms")
+	}
+	if o.cluster {
+		return runClusterBench(ctx, e, o)
 	}
 	rdb, addr, err := dial(ctx, e.redisURL, "durabus-bench")
 	if err != nil {
