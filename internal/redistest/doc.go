@@ -14,8 +14,12 @@
 //	srv.Restart(t) // same port, dir and config; data is back
 //
 // [StartCluster] starts a cluster of masters with all 16384 slots assigned,
-// and [StartProxy] puts an in-process toxiproxy between a client and any
-// address to inject network faults (black hole, reset, latency, bandwidth).
+// with replicas if [WithReplicas] says so; [Cluster.Failover] (graceful),
+// [Cluster.ForceFailover] (kill -9 of a master), [Cluster.Rejoin] and
+// [Cluster.MigrateSlot] change it the way operators and crashes do, and
+// wait until every node agrees again. [StartProxy] puts an in-process
+// toxiproxy between a client and any address to inject network faults
+// (black hole, reset, latency, bandwidth).
 //
 // Fixtures for process and replication faults, all on real servers:
 //

@@ -45,9 +45,10 @@ type config struct {
 	args     []string
 	cluster  bool
 
-	fsync     string        // appendfsync with aof: "always" when empty
-	replicaOf string        // "127.0.0.1:PORT" to replicate at start, or ""
-	sentinel  *sentinelConf // non-nil: run as redis-server --sentinel
+	nodeTimeout time.Duration // cluster-node-timeout with cluster
+	fsync       string        // appendfsync with aof: "always" when empty
+	replicaOf   string        // "127.0.0.1:PORT" to replicate at start, or ""
+	sentinel    *sentinelConf // non-nil: run as redis-server --sentinel
 }
 
 // clone returns a copy of c that shares no slices with it.
@@ -84,8 +85,14 @@ func WithArgs(args ...string) Option {
 	return func(c *config) { c.args = append(c.args, args...) }
 }
 
-// withCluster sets cluster-enabled yes; used by StartCluster.
-func withCluster() Option { return func(c *config) { c.cluster = true } }
+// withCluster sets cluster-enabled yes with the given cluster-node-timeout;
+// used by StartCluster.
+func withCluster(nodeTimeout time.Duration) Option {
+	return func(c *config) {
+		c.cluster = true
+		c.nodeTimeout = nodeTimeout
+	}
+}
 
 // Server is a private redis-server child process owned by one test. Its
 // methods are safe for concurrent use.
@@ -450,7 +457,15 @@ func (s *Server) writeConfig() error {
 	if s.cfg.cluster {
 		line("cluster-enabled yes")
 		line("cluster-config-file nodes.conf")
-		line("cluster-node-timeout 2000")
+		line("cluster-node-timeout %d", s.cfg.nodeTimeout.Milliseconds())
+		// A replica may be promoted however long its master link was down,
+		// so a forced failover never stalls on a replica that lagged.
+		line("cluster-replica-validity-factor 0")
+		if s.cfg.password != "" && s.cfg.replicaOf == "" {
+			// Any node may become a replica (CLUSTER REPLICATE, failover);
+			// every node has the same password.
+			line("masterauth %s", quote(s.cfg.password))
+		}
 	}
 	return os.WriteFile(s.confPath(), []byte(b.String()), 0o600)
 }
