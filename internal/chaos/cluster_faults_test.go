@@ -38,6 +38,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -150,9 +151,11 @@ type cluWorld struct {
 	sharded bool
 	ca      *redis.ClusterClient // admin: reads logs and checkpoints
 
-	subs   map[string][]*cluSub // row -> its buses (the group has 2)
-	errs   errLog               // every failed command of the publisher's node clients
-	cancel context.CancelFunc
+	pub      *bus.Bus             // the publisher's bus
+	subs     map[string][]*cluSub // row -> its buses (the group has 2)
+	errs     errLog               // every failed command of the publisher's node clients
+	callErrs errLog               // every Publish or PublishBatch call that returned an error
+	cancel   context.CancelFunc
 
 	epMu     sync.Mutex
 	episodes []cluEpisode
@@ -201,9 +204,9 @@ func (l *errLog) note(err error) {
 	if err == nil || errors.Is(err, redis.Nil) || strings.HasPrefix(err.Error(), "NOSCRIPT") {
 		return
 	}
-	if strings.Contains(err.Error(), "maint_notifications") {
-		// go-redis (v9.23.0) asks every new connection for maintenance
-		// notifications (CLIENT MAINT_NOTIFICATIONS), which Redis 7.0
+	if msg := err.Error(); strings.Contains(msg, "maint_notifications") || strings.Contains(msg, "setinfo") {
+		// go-redis (v9.23.0) sends CLIENT SETINFO and CLIENT
+		// MAINT_NOTIFICATIONS on every new connection, which Redis 7.0
 		// does not know: part of its handshake, not a failed command.
 		return
 	}
@@ -544,6 +547,7 @@ func (w *cluWorld) single(ctx context.Context, b *bus.Bus, i int) {
 	pos, err := b.Publish(pctx, cluEventOf(k, i))
 	if err != nil {
 		w.failed.Add(1)
+		w.callErrs.note(err)
 		return
 	}
 	w.acked.Add(1)
@@ -564,6 +568,9 @@ func (w *cluWorld) batch(ctx context.Context, b *bus.Bus, first int) {
 	pos, err := b.PublishBatch(pctx, events)
 	var be *transport.BatchError
 	failed := map[int]bool{}
+	if err != nil {
+		w.callErrs.note(err)
+	}
 	switch {
 	case errors.As(err, &be):
 		for _, i := range be.Failed {
@@ -798,8 +805,25 @@ var slotMigration = cluFault{name: "slot-migration", gap: [2]time.Duration{500 *
 		ch := "durabus:{" + tp + "}"
 		subsBefore := shardSubs(w.t, from, ch)
 		errsAt, failedAt := w.errs.len(), w.failed.Load()
+		// The topic is made hot while its slot moves: publishes back to
+		// back, on top of the steady load, so that they meet the slot
+		// half moved (ASK, TRYAGAIN).
+		hot, cool := context.WithCancel(context.Background())
+		var hw sync.WaitGroup
+		hw.Add(1)
+		hotK := w.pubKeys.Load()
+		go func() {
+			defer hw.Done()
+			i := slices.Index(cluTopics, tp)
+			for hot.Err() == nil {
+				w.single(hot, w.pub, i)
+			}
+		}()
+		w.waitAckedOn([]string{tp}, hotK, 50, 10*time.Second)
 		began := time.Now()
 		w.c.MigrateSlot(w.t, slot, to)
+		cool()
+		hw.Wait()
 		ep := cluEpisode{what: fmt.Sprintf("slot %d (%s) %s -> %s", slot, tp, from.Addr(), to.Addr()), took: time.Since(began)}
 		if w.sharded {
 			moved := time.Now()
@@ -903,7 +927,8 @@ func runCluster(t *testing.T, f cluFault, mode cluMode, dur time.Duration) (*run
 	pubCtx, stopPub := context.WithCancel(ctx)
 	var pw sync.WaitGroup
 	pw.Add(1)
-	go w.publish(pubCtx, w.newPublisher(), 2*(*chaosRate), &pw)
+	w.pub = w.newPublisher()
+	go w.publish(pubCtx, w.pub, 2*(*chaosRate), &pw)
 	w.waitAckedOn(cluTopics, 0, 1, readyTimeout)
 	for _, row := range w.rows() {
 		if row == subGroup {
@@ -1010,6 +1035,11 @@ func runCluster(t *testing.T, f cluFault, mode cluMode, dur time.Duration) (*run
 		r.notes = append(r.notes, fmt.Sprintf("publisher node error %s, first: %s", kind, e))
 	}
 	w.errs.mu.Unlock()
+	w.callErrs.mu.Lock()
+	for _, e := range w.callErrs.samples {
+		r.notes = append(r.notes, fmt.Sprintf("publish call failed (%d calls in all), e.g.: %s", len(w.callErrs.at), e))
+	}
+	w.callErrs.mu.Unlock()
 	if len(final.markers) > 0 {
 		r.notes = append(r.notes, fmt.Sprintf("rollback markers in the logs: %s", strings.Join(final.markers, ", ")))
 	}
