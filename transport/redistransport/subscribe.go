@@ -488,7 +488,11 @@ const (
 //     run asks for a reload of the map and rebuilds, and a rebuilt
 //     connection must confirm within the probe timeout or is rebuilt again
 //     (which also covers go-redis before v9.20, whose sharded PubSub
-//     reconnected to a random node).
+//     reconnected to a random node);
+//   - ClusterClient does not reload that map when a node stops answering
+//     (only after MOVED or ASK, or once a minute), so after a forced
+//     failover it goes on dialling the dead master: run, like every read
+//     and publish of the transport, asks for a reload (refreshSlots).
 func (r *reader) run() {
 	s := r.s
 	defer s.wg.Done()
@@ -555,6 +559,7 @@ func (r *reader) run() {
 			// map names: maybe a dead one until the map is refreshed);
 			// the confirmation shows it worked.
 			s.t.log.Debug("redistransport: Pub/Sub receive failed", "err", err)
+			s.t.refreshSlots(err)
 			if !s.sleep(bo.NextBackOff()) {
 				return
 			}

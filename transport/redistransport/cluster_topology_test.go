@@ -2,6 +2,7 @@ package redistransport_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -83,4 +84,51 @@ func TestShardedSubscriptionFollowsSlotMigration(t *testing.T) {
 	if n, err := owner.PubSubShardNumSub(ctx, "durabus:{"+topic+"}").Result(); err != nil || n["durabus:{"+topic+"}"] != 1 {
 		t.Errorf("PUBSUB SHARDNUMSUB on the new owner: %v, %v; want 1", n, err)
 	}
+}
+
+// After a forced failover a cluster client's slot map still names the dead
+// master, and go-redis reloads it only after MOVED or ASK, or once a minute
+// (ClusterStateReloadInterval): the transport asks for a reload when a
+// command fails without a reply, so that publishing and reading reach the
+// promoted replica within seconds, not a minute.
+func TestTransportFindsPromotedReplica(t *testing.T) {
+	cl := redistest.StartCluster(t, 3, redistest.WithReplicas(1), redistest.WithNodeTimeout(time.Second))
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), DialTimeout: time.Second, ReadTimeout: time.Second})
+	t.Cleanup(func() { _ = rdb.Close() })
+	tr := newTransport(t, rdb, redistransport.WithLogger(slog.New(slog.DiscardHandler)))
+	const topic = "failover.topic"
+	ctx := context.Background()
+	if _, err := tr.Publish(ctx, message(topic, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Head(ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	master := cl.MasterOfKey(t, "durabus:{"+topic+"}:log")
+	promoted := cl.ForceFailover(t, master)
+	began := time.Now()
+	// 30 s: half of go-redis's reload interval.
+	var lastErr error
+	published, read := false, false
+	for !(published && read) {
+		if time.Since(began) > 30*time.Second {
+			t.Fatalf("30 s after %s was promoted, the transport still fails: published %v, read %v; last error: %v", promoted.Addr(), published, read, lastErr)
+		}
+		if !published {
+			if _, err := tr.Publish(ctx, message(topic, 1)); err != nil {
+				lastErr = err
+			} else {
+				published = true
+			}
+		}
+		if !read {
+			if _, err := tr.Head(ctx, topic); err != nil {
+				lastErr = err
+			} else {
+				read = true
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("published and read through the promoted replica %s %v after its promotion", promoted.Addr(), time.Since(began).Round(time.Millisecond))
 }
