@@ -155,7 +155,6 @@ type cluWorld struct {
 	subs     map[string][]*cluSub // row -> its buses (the group has 2)
 	errs     errLog               // every failed command of the publisher's node clients
 	callErrs errLog               // every Publish or PublishBatch call that returned an error
-	cancel   context.CancelFunc
 
 	epMu     sync.Mutex
 	episodes []cluEpisode
@@ -295,7 +294,6 @@ type cluSub struct {
 	w      *cluWorld
 	row    string // the table row
 	member int    // group member, 0 otherwise
-	opts   []bus.Option
 
 	mu         sync.Mutex
 	inc        int
@@ -757,8 +755,12 @@ var forcedFailover = cluFault{name: "forced-failover", rollback: true, gap: [2]t
 		for _, s := range w.subs[subOffline] {
 			s.start()
 		}
-		w.c.Rejoin(w.t, m)
+		// Everyone must find the promoted replica while the old master
+		// is still dead (go-redis alone would go on dialling it for up
+		// to a minute: see refreshSlots in redistransport); it rejoins,
+		// as a replica, only after.
 		w.settle(ep, errsAt, failedAt)
+		w.c.Rejoin(w.t, m)
 	}}
 
 // waitPromoted waits until r reports itself a master.
@@ -1017,6 +1019,9 @@ func runCluster(t *testing.T, f cluFault, mode cluMode, dur time.Duration) (*run
 		}
 		r.rows = append(r.rows, v)
 		r.notes = append(r.notes, dv.notes...)
+		if dv.dupInRun > 0 {
+			r.notes = append(r.notes, dupSamples(facts, row)...)
+		}
 		judgeCluster(t, s, dv)
 	}
 	if final.dupK > 0 {
@@ -1112,4 +1117,55 @@ func judgeCluster(t *testing.T, s dataScenario, v dataVerdict) {
 		v.dupInRun = 0
 	}
 	judgeData(t, s, v)
+}
+
+// dupSamples describes up to 3 log entries that row handled twice within
+// one incarnation: every handler call and report on that topic in that
+// incarnation, in order, from a little before the first call to a little
+// after the second.
+func dupSamples(f *dataFacts, row string) []string {
+	type key struct {
+		inc   int
+		topic string
+		id    string
+		k     int64
+	}
+	first := map[key]int{}
+	dels := f.dels[row]
+	var out []string
+	for i, dl := range dels {
+		kk := key{dl.inc, dl.topic, dl.id, dl.k}
+		j, seen := first[kk]
+		if !seen {
+			first[kk] = i
+			continue
+		}
+		if len(out) == 3 {
+			break
+		}
+		lo, hi := dels[j].at-40, dl.at+5
+		type ev struct {
+			at   int64
+			text string
+		}
+		var evs []ev
+		for _, d := range dels {
+			if d.inc == dl.inc && d.topic == dl.topic && d.at >= lo && d.at <= hi {
+				evs = append(evs, ev{d.at, fmt.Sprintf("D %d/%s k%d", d.seq, d.id, d.k)})
+			}
+		}
+		for _, l := range f.losses[row] {
+			if l.inc == dl.inc && l.Topic == dl.topic && l.at >= lo && l.at <= hi {
+				evs = append(evs, ev{l.at, fmt.Sprintf("L %s %d..%d", l.Reason, l.From, l.To)})
+			}
+		}
+		sort.Slice(evs, func(a, b int) bool { return evs[a].at < evs[b].at })
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s handled %s seq %d (%s, k %d) twice:", row, dl.topic, dl.seq, dl.id, dl.k)
+		for _, e := range evs {
+			b.WriteString(" | " + e.text)
+		}
+		out = append(out, b.String())
+	}
+	return out
 }
