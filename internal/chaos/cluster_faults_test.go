@@ -176,7 +176,8 @@ type cluEpisode struct {
 	// resub (sharded migration): from the end of the migration until the
 	// new owner counted as many shard subscriptions of the topic's channel
 	// as the old owner had before.
-	resub time.Duration
+	resub    time.Duration
+	resubbed bool // resub was measured
 	// recovery: from the end of the episode until the subscriber (row)
 	// had handled, on every topic, an event published after it.
 	recovery map[string]time.Duration
@@ -833,7 +834,7 @@ var slotMigration = cluFault{name: "slot-migration", gap: [2]time.Duration{500 *
 				n := shardSubs(w.t, to, ch)
 				return n >= subsBefore, fmt.Sprintf("%d", n)
 			})
-			ep.resub = time.Since(moved)
+			ep.resub, ep.resubbed = time.Since(moved), true
 			if left := shardSubs(w.t, from, ch); left != 0 {
 				w.t.Errorf("%s: %d shard subscriptions of %s left on the old owner %s", ep.what, left, ch, from.Addr())
 			}
@@ -894,20 +895,42 @@ func appendChaosOut(t *testing.T, text string) {
 	}
 }
 
-const episodeHeader = "| run | episode | took | publisher errors (span; kinds) | failed events | resubscribed | recovery |\n" +
-	"| --- | --- | ---: | --- | ---: | ---: | ---: |\n"
+const episodeHeader = "| run | episodes | took p50 / max | publisher node errors per episode p50 / max (longest burst) | failed events | resubscribed p50 / max | recovery p50 / max |\n" +
+	"| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
 
+// episodeTable sums up the episodes of one run in a row: the time each
+// fault took, the publisher's node errors and its longest burst of them,
+// the events whose publish failed, the sharded subscribers' resubscription
+// after a migration, and the longest recovery of a subscriber.
 func episodeTable(run string, eps []cluEpisode) string {
-	var b strings.Builder
-	for _, ep := range eps {
-		resub := "–"
-		if ep.resub > 0 {
-			resub = ep.resub.Round(10 * time.Millisecond).String()
-		}
-		fmt.Fprintf(&b, "| %s | %s | %v | %d (%v; %s) | %d | %s | %v |\n", run, ep.what, ep.took.Round(10*time.Millisecond),
-			ep.pubErrs, ep.span.Round(10*time.Millisecond), ep.kinds, ep.failed, resub, ep.maxRecovery().Round(10*time.Millisecond))
+	if len(eps) == 0 {
+		return ""
 	}
-	return b.String()
+	var took, span, resub, rec []time.Duration
+	var errs []int
+	var failed int64
+	for _, ep := range eps {
+		took = append(took, ep.took)
+		span = append(span, ep.span)
+		errs = append(errs, ep.pubErrs)
+		failed += ep.failed
+		rec = append(rec, ep.maxRecovery())
+		if ep.resubbed {
+			resub = append(resub, ep.resub)
+		}
+	}
+	pair := func(ds []time.Duration) string {
+		if len(ds) == 0 {
+			return "–"
+		}
+		slices.Sort(ds)
+		r := func(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+		return fmt.Sprintf("%v / %v", r(ds[len(ds)/2]), r(ds[len(ds)-1]))
+	}
+	slices.Sort(errs)
+	slices.Sort(span)
+	return fmt.Sprintf("| %s | %d | %s | %d / %d (%v) | %d | %s | %s |\n", run, len(eps), pair(took),
+		errs[len(errs)/2], errs[len(errs)-1], span[len(span)-1].Round(10*time.Millisecond), failed, pair(resub), pair(rec))
 }
 
 func runCluster(t *testing.T, f cluFault, mode cluMode, dur time.Duration) (*runReport, []cluEpisode) {
