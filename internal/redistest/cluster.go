@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,6 +78,12 @@ type Cluster struct {
 	idOf        map[*Server]string
 	password    string
 	nodeTimeout time.Duration
+
+	// When Failover and ForceFailover last saw a node win an election, and
+	// the masters vote to replace a master, by node id; see readyAt.
+	mu       sync.Mutex
+	elected  map[string]time.Time
+	replaced map[string]time.Time
 }
 
 // StartCluster starts masters*(1+replicas) redis-server processes with
@@ -112,6 +119,8 @@ func StartCluster(t testing.TB, masters int, opts ...ClusterOption) *Cluster {
 		byID:        map[string]*Server{},
 		idOf:        map[*Server]string{},
 		nodeTimeout: cfg.nodeTimeout,
+		elected:     map[string]time.Time{},
+		replaced:    map[string]time.Time{},
 	}
 	for i := range c.nodes {
 		c.nodes[i] = Start(t, nodeOpts...)
@@ -157,7 +166,7 @@ func StartCluster(t testing.TB, masters int, opts ...ClusterOption) *Cluster {
 			if err == nil {
 				break
 			}
-			if time.Now().After(deadline) {
+			if !strings.Contains(err.Error(), "Unknown node") || time.Now().After(deadline) {
 				t.Fatalf("redistest: CLUSTER REPLICATE %s on %s (to follow %s) after %v: %v", c.idOf[masterOf[r]], r.Addr(), masterOf[r].Addr(), clusterWaitTimeout, err)
 			}
 			time.Sleep(clusterPoll)
@@ -229,9 +238,8 @@ func (c *Cluster) Masters(t testing.TB) []*Server {
 			ms = append(ms, c.server(t, n.id))
 		}
 	}
-	slices.SortFunc(ms, func(a, b *Server) int {
-		return v.node(c.idOf[a]).slots[0][0] - v.node(c.idOf[b]).slots[0][0]
-	})
+	lowest := func(s *Server) int { return v.slotsOf(c.idOf[s])[0] }
+	slices.SortFunc(ms, func(a, b *Server) int { return lowest(a) - lowest(b) })
 	return ms
 }
 

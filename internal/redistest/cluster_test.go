@@ -88,8 +88,14 @@ func TestClusterWithReplicas(t *testing.T) {
 			if got := redistest.KeySlot(k); got != int(want) {
 				t.Errorf("KeySlot(%q) = %d, CLUSTER KEYSLOT says %d", k, got, want)
 			}
-			if m := c.MasterOfKey(t, k); m != masters[int(want)*3/16384] {
-				t.Errorf("MasterOfKey(%q) = %s, want %s", k, m.Addr(), masters[int(want)*3/16384].Addr())
+			// StartCluster gives master i the slots i*16384/3 ..
+			// (i+1)*16384/3-1.
+			i := 0
+			for (i+1)*16384/3 <= int(want) {
+				i++
+			}
+			if m := c.MasterOfKey(t, k); m != masters[i] {
+				t.Errorf("MasterOfKey(%q) (slot %d) = %s, want %s", k, want, m.Addr(), masters[i].Addr())
 			}
 		}
 	})
@@ -124,6 +130,17 @@ func TestClusterWithReplicas(t *testing.T) {
 		}
 		if r := c.ReplicasOf(t, promoted); len(r) != 1 || r[0] != old {
 			t.Fatalf("ReplicasOf(promoted) = %v, want [%s]", addrs(r), old.Addr())
+		}
+		checkKeys(t, c, keys)
+
+		// And back: the old master, now a replica, takes over again.
+		begin = time.Now()
+		if back := c.Failover(t, promoted); back != old {
+			t.Fatalf("failing back promoted %s, want %s", back.Addr(), old.Addr())
+		}
+		t.Logf("failback to %s took %v", old.Addr(), time.Since(begin).Round(time.Millisecond))
+		if got := c.Masters(t); !slices.Equal(got, masters) {
+			t.Fatalf("Masters() after failback = %v, want %v", addrs(got), addrs(masters))
 		}
 		checkKeys(t, c, keys)
 	})
