@@ -3,10 +3,11 @@ package chaos
 // Cluster faults (issue 15): durabus on a Redis Cluster of 3 masters with
 // a replica each, through go-redis ClusterClients, under a graceful
 // failover (CLUSTER FAILOVER on a replica), a forced one (kill -9 of a
-// master while it is written, its replica paused just before so that it
-// lags) and a slot migration of a busy topic (IMPORTING/MIGRATING, MIGRATE,
-// SETSLOT NODE) while it is written; each with plain and with sharded
-// Pub/Sub (redistransport.WithShardedPubSub).
+// master while it is written, its replica paused and cut off just before
+// so that it lags; the killed node rejoins as a replica once everyone
+// found the promoted one) and a slot migration of a busy topic
+// (IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE) while it is written; each
+// with plain and with sharded Pub/Sub (redistransport.WithShardedPubSub).
 //
 // The load: 3 event types of 16 partitions each (48 topics, each with its
 // own hash tag, spread over the masters), a steady publisher, and these
