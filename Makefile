@@ -56,8 +56,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzMatchesEncodingJSON$$' -fuzztime $(FUZZTIME) ./envelope
 	$(GO) test -run '^$$' -fuzz '^FuzzValidJSON$$' -fuzztime $(FUZZTIME) ./envelope
 
-## chaos: the long fault schedule (TestChaos's 13 runs, the 4 process faults, the 5 data faults and the consumer-group history check,
-## each CHAOS_DURATION of faults: ≥ 10 minutes); prints the tables.
+## chaos: the long fault schedule (TestChaos's 13 runs, the 4 process faults, the 5 data faults, the consumer-group history check
+## and the 6 Redis Cluster runs of TestChaosCluster: graceful and forced failover and slot migration, plain and sharded Pub/Sub;
+## each CHAOS_DURATION of faults: ≥ 15 minutes); prints the tables.
 CHAOS_DURATION ?= 25s
 chaos: redis-server
 	@mkdir -p $(BIN)

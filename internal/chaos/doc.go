@@ -11,6 +11,11 @@
 // delivery is recorded; a checker then counts lost, unexpected, duplicated
 // and reordered events per subscriber and prints one table per run.
 //
+// TestChaosCluster runs the same kind of history check on a Redis Cluster
+// of 3 masters with a replica each (graceful and forced failover, slot
+// migration under write; plain and sharded Pub/Sub): see
+// cluster_faults_test.go.
+//
 // No fault starts before every subscriber is ready: subscribed (its bus
 // Ready) and, for the durable one, its position saved in Redis (its
 // checkpoint hash holds every topic). The harness waits for conditions

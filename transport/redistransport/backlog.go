@@ -212,6 +212,7 @@ func (t *Transport) Range(ctx context.Context, topic string, after transport.Pos
 		need := limit - len(page.Events)
 		epoch, hasLog, entries, err := t.readPage(ctx, topic, cursor, need)
 		if err != nil {
+			t.refreshSlots(err)
 			return transport.Page{}, wrapErr("range", topic, err)
 		}
 		if first {
@@ -398,6 +399,7 @@ func (t *Transport) Head(ctx context.Context, topic string) (transport.Position,
 		execRead(ctx, p)
 		for _, c := range []redis.Cmder{before, exists, last, after} {
 			if err := c.Err(); err != nil {
+				t.refreshSlots(err)
 				return transport.Position{}, wrapErr("head", topic, err)
 			}
 		}

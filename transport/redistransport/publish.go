@@ -669,6 +669,7 @@ func (t *Transport) publishLean(ctx context.Context, msg transport.Message) (tra
 			eval = true
 			continue
 		}
+		t.refreshSlots(err)
 		if p := t.policy(); retryable(err) && retries < p.max && sleep(ctx, p.backoff(retries)) {
 			retries++
 			continue
@@ -918,6 +919,7 @@ func (t *Transport) resend(ctx context.Context, msgs []transport.Message, calls 
 		for i := len(calls) - 1; i >= 0; i-- {
 			c := calls[i]
 			err := c.cmd.Err()
+			t.refreshSlots(err)
 			switch {
 			case later[c.topic]:
 				continue

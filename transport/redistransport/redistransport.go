@@ -321,6 +321,28 @@ func wrapErr(op, topic string, err error) error {
 
 func isNil(err error) bool { return errors.Is(err, redis.Nil) }
 
+// refreshSlots asks a cluster client to reload its slot map after a
+// command failed without a reply from Redis (a refused dial, a broken
+// connection, a timeout) or with CLUSTERDOWN. go-redis (checked against
+// v9.23.0) reloads the map only after a MOVED or ASK reply, or once it is
+// older than ClusterStateReloadInterval (60 s by default): after a master
+// is killed and its replica promoted, it goes on dialling the dead master
+// for up to a minute, and should that process come back meanwhile, it
+// reads and writes the node's old data while the node still takes itself
+// for the master (both seen in TestChaosCluster's forced failover). go-redis
+// runs the reload in the background, one at a time.
+func (t *Transport) refreshSlots(err error) {
+	cc, ok := t.rdb.(*redis.ClusterClient)
+	if !ok || err == nil || isNil(err) || errors.Is(err, context.Canceled) || errors.Is(err, redis.ErrClosed) {
+		return
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && !strings.HasPrefix(rerr.Error(), "CLUSTERDOWN") {
+		return // the node answered for the slot (after MOVED and ASK go-redis reloads by itself)
+	}
+	cc.ReloadState(context.Background())
+}
+
 // scriptPermError is a command refused by the ACL inside one of durabus's
 // scripts. Redis 7 reports it as "ERR The user executing the script can't
 // run this command or subcommand script: <sha>, on @user_script:<line>",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -469,7 +470,29 @@ const (
 	confirming             // connection rebuilt, waiting for the confirmation
 )
 
-// run is the receive loop.
+// run is the receive loop. It reads with ReceiveTimeout and keeps its own
+// watchdog because of what go-redis does not do (checked against go-redis
+// v9.23.0; docs/operations.md lists it):
+//
+//   - PubSub.Channel() and ReceiveMessage drop subscription messages, so a
+//     server-pushed sunsubscribe (a sharded channel's slot migrated, or its
+//     master demoted by a failover) would go unseen: ReceiveTimeout hands
+//     it over, and run rebuilds the connection;
+//   - a PubSub read with ReceiveTimeout has no liveness check (go-redis
+//     pings only inside Channel()): the probe PING;
+//   - ClusterClient routes a new Pub/Sub connection by its cached slot map
+//     (the master of the first channel's slot) and refreshes that map only
+//     lazily, so a resubscription after a migration or a failover can go
+//     to the old owner, which answers MOVED; go-redis neither follows a
+//     MOVED on a Pub/Sub connection nor counts it as a bad connection:
+//     run asks for a reload of the map and rebuilds, and a rebuilt
+//     connection must confirm within the probe timeout or is rebuilt again
+//     (which also covers go-redis before v9.20, whose sharded PubSub
+//     reconnected to a random node);
+//   - ClusterClient does not reload that map when a node stops answering
+//     (only after MOVED or ASK, or once a minute), so after a forced
+//     failover it goes on dialling the dead master: run, like every read
+//     and publish of the transport, asks for a reload (refreshSlots).
 func (r *reader) run() {
 	s := r.s
 	defer s.wg.Done()
@@ -514,9 +537,29 @@ func (r *reader) run() {
 				state, deadline = confirming, time.Now().Add(cfg.probeTimeout)
 				continue
 			}
+			if isMoved(err) {
+				// A subscribe sent to a node that does not own the
+				// channel's slot (a stale slot map, see run): the
+				// connection stays open with nothing subscribed. Ask
+				// for a fresh map (go-redis v9.23.0 reloads it in the
+				// background) and rebuild after the backoff.
+				s.t.log.Debug("redistransport: Pub/Sub subscribe redirected; rebuilding", "err", err)
+				if cc, ok := s.t.rdb.(*redis.ClusterClient); ok {
+					cc.ReloadState(s.rctx)
+				}
+				ps = r.rebuild(bo)
+				if ps == nil {
+					return
+				}
+				state, deadline = confirming, time.Now().Add(cfg.probeTimeout)
+				continue
+			}
 			// A connection error: go-redis reconnects and resubscribes on
-			// the next call; the confirmation shows it worked.
+			// the next call (on a cluster, to the node its cached slot
+			// map names: maybe a dead one until the map is refreshed);
+			// the confirmation shows it worked.
 			s.t.log.Debug("redistransport: Pub/Sub receive failed", "err", err)
+			s.t.refreshSlots(err)
 			if !s.sleep(bo.NextBackOff()) {
 				return
 			}
@@ -537,8 +580,11 @@ func (r *reader) run() {
 					s.signal(transport.Event{Kind: transport.Reconnected})
 				}
 			default:
-				// The server ended a subscription (a sharded channel's slot
-				// moved): rebuild the connection.
+				// The server ended a subscription: a sharded channel's
+				// slot migrated, or its master was demoted by a failover
+				// (Redis 7.0 pushes sunsubscribe in both cases; go-redis
+				// v9.23.0 neither resubscribes nor, in Channel(), passes
+				// it on): rebuild the connection.
 				ps = r.rebuild(bo)
 				if ps == nil {
 					return
@@ -612,6 +658,12 @@ func newBackoff() *backoff.ExponentialBackOff {
 	bo.MaxElapsedTime = 0
 	bo.Reset()
 	return bo
+}
+
+// isMoved reports whether err is a MOVED redirection reply.
+func isMoved(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "MOVED ")
 }
 
 func isTimeout(err error) bool {
