@@ -63,7 +63,9 @@ end
 // first publish's). Without it every event is new and the seqs follow each
 // other: {newEpoch, epoch, seq_1, id_1, id_2, ...}.
 //
-// KEYS[1] log, KEYS[2] meta.
+// KEYS[1] log, KEYS[2] meta, KEYS[3...] the idempotency keys of the
+// events with an id when the window is on (declared for Redis Cluster;
+// the script names them from ARGV[7]).
 // ARGV[1] channel, ARGV[2] PUBLISH or SPUBLISH, ARGV[3] MAXLEN (0: none),
 // ARGV[4] max age in ms (0: none), ARGV[5] epoch salt, ARGV[6] idempotency
 // window in ms (0: off), ARGV[7] idempotency key prefix, ARGV[8] frame size,
@@ -511,11 +513,32 @@ func (t *Transport) check(msg *transport.Message) error {
 // batches: any number of calls (for any topics) can share one pipeline;
 // calls of one topic keep their order.
 func (t *Transport) appendPublish(ctx context.Context, p processor, msgs []transport.Message, c *call) {
-	c.cmd = evalOnce(ctx, p, c.eval, publishSHA, publishScript, t.scriptKeys(c.topic), t.scriptArgs(c.topic, msgs, c.idx))
+	c.cmd = evalOnce(ctx, p, c.eval, publishSHA, publishScript, t.publishKeys(c.topic, msgs, c.idx), t.scriptArgs(c.topic, msgs, c.idx))
 }
 
-// scriptKeys returns the scripts' KEYS of topic (shared: not to be changed).
-func (t *Transport) scriptKeys(topic string) []string { return t.state(topic).keys }
+// publishKeys returns publishScript's KEYS for events msgs[idx...]: the
+// log and meta, then, with the idempotency window on, the idempotency key
+// of each event with an id. The script builds those names itself (ARGV[7]
+// .. id); they are declared too so that Redis Cluster checks them before
+// the script runs. While the topic's slot migrates, a script that reads an
+// undeclared key not yet on the source fails half-way with "Script
+// attempted to access a non local key" (its outcome unknown to the
+// caller); declared, the call is refused whole with TRYAGAIN or ASK,
+// which the client retries or follows.
+func (t *Transport) publishKeys(topic string, msgs []transport.Message, idx []int) []string {
+	st := t.state(topic)
+	if t.cfg.idemWindow == 0 {
+		return st.keys // shared: not to be changed
+	}
+	keys := make([]string, 0, len(st.keys)+len(idx))
+	keys = append(keys, st.keys...)
+	for _, i := range idx {
+		if id := msgs[i].ID; id != "" {
+			keys = append(keys, st.idemKey+id)
+		}
+	}
+	return keys
+}
 
 func (t *Transport) scriptArgs(topic string, msgs []transport.Message, idx []int) []any {
 	idem := t.cfg.idemWindow > 0
