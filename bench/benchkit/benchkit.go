@@ -358,6 +358,30 @@ func Median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// MedianOf returns the median over rounds of the figure name, leaving
+// out the rounds that lack it; 0 for none.
+func MedianOf[M ~map[string]float64](rounds []M, name string) float64 {
+	var xs []float64
+	for _, m := range rounds {
+		if v, ok := m[name]; ok {
+			xs = append(xs, v)
+		}
+	}
+	return Median(xs)
+}
+
+// MedianRatio returns the median over rounds of ours / base, leaving out
+// the rounds where either is not positive; 0 for none.
+func MedianRatio[M ~map[string]float64](rounds []M, ours, base string) float64 {
+	var xs []float64
+	for _, m := range rounds {
+		if o, b := m[ours], m[base]; o > 0 && b > 0 {
+			xs = append(xs, o/b)
+		}
+	}
+	return Median(xs)
+}
+
 // FedLive measures the receive side of live delivery alone: frames in the
 // format the publish script sends (see "Live frames" in redistransport's
 // package doc), perFrame events each (at most 8 000 bytes of records, as

@@ -521,24 +521,8 @@ func (c *clusterEnv) write(w io.Writer, all []metrics) {
 	if c == nil {
 		return
 	}
-	med := func(name string) float64 {
-		var xs []float64
-		for _, m := range all {
-			if v, ok := m[name]; ok {
-				xs = append(xs, v)
-			}
-		}
-		return benchkit.Median(xs)
-	}
-	ratio := func(ours, base string) float64 {
-		var xs []float64
-		for _, m := range all {
-			if o, b := m[ours], m[base]; o > 0 && b > 0 {
-				xs = append(xs, o/b)
-			}
-		}
-		return benchkit.Median(xs)
-	}
+	med := func(name string) float64 { return benchkit.MedianOf(all, name) }
+	ratio := func(ours, base string) float64 { return benchkit.MedianRatio(all, ours, base) }
 	if med("cl.cluster.plain.16") > 0 {
 		fmt.Fprintf(w, "\n**Redis Cluster, per master** (%d masters with a replica each, slots split evenly, %d topics; `Publish` round-robin over the topics; medians over the rounds; CPU per event is the master's INFO CPU over the events of its slots, and its ratio to the standalone master's over all events of the same round):\n\n",
 			c.cl.masters, clusterTopics)

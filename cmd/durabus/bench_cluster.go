@@ -349,24 +349,8 @@ func (b *clusterBench) cleanup() {
 // print writes the totals, then each master's share at the largest
 // goroutine count.
 func (b *clusterBench) print(out io.Writer, rounds []map[string]float64) {
-	med := func(name string) float64 {
-		var xs []float64
-		for _, m := range rounds {
-			if v, ok := m[name]; ok {
-				xs = append(xs, v)
-			}
-		}
-		return benchkit.Median(xs)
-	}
-	ratio := func(ours, base string) float64 {
-		var xs []float64
-		for _, m := range rounds {
-			if m[base] > 0 {
-				xs = append(xs, m[ours]/m[base])
-			}
-		}
-		return benchkit.Median(xs)
-	}
+	med := func(name string) float64 { return benchkit.MedianOf(rounds, name) }
+	ratio := func(ours, base string) float64 { return benchkit.MedianRatio(rounds, ours, base) }
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "case (events/s)\tdurabus\traw go-redis\tratio\n")
 	for _, mode := range clusterModes {

@@ -32,7 +32,6 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -566,21 +565,10 @@ func (w *cluWorld) batch(ctx context.Context, b *bus.Bus, first int) {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	pos, err := b.PublishBatch(pctx, events)
-	var be *transport.BatchError
-	failed := map[int]bool{}
 	if err != nil {
 		w.callErrs.note(err)
 	}
-	switch {
-	case errors.As(err, &be):
-		for _, i := range be.Failed {
-			failed[i] = true
-		}
-	case err != nil:
-		for i := range events {
-			failed[i] = true
-		}
-	}
+	failed := batchFailed(err, len(events))
 	for j := range events {
 		if failed[j] || j >= len(pos) || pos[j].Seq == 0 {
 			w.failed.Add(1)
@@ -1089,48 +1077,7 @@ func runCluster(t *testing.T, f cluFault, mode cluMode, dur time.Duration) (*run
 func rngFor(n int) *rand.Rand { return rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(n))) }
 
 // readFinal reads the 48 logs through the cluster client.
-func (w *cluWorld) readFinal() *dataLog {
-	ctx := context.Background()
-	out := &dataLog{byK: map[int64]dataEntry{}, epochs: map[string]string{}}
-	for _, tp := range cluTopics {
-		epoch, err := w.ca.HGet(ctx, "durabus:{"+tp+"}:meta", "epoch").Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			w.t.Fatalf("read the epoch of %s: %v", tp, err)
-		}
-		out.epochs[tp] = epoch
-		key := "durabus:{" + tp + "}:log"
-		after := "-"
-		for {
-			page, err := w.ca.XRangeN(ctx, key, after, "+", 5000).Result()
-			if err != nil {
-				w.t.Fatalf("read %s: %v", key, err)
-			}
-			for _, m := range page {
-				seq, _ := strconv.ParseUint(fmt.Sprint(m.Values["seq"]), 10, 64)
-				if rb, ok := m.Values["rb"]; ok {
-					out.markers = append(out.markers, fmt.Sprintf("%s %v (at seq %d)", tp, rb, seq))
-					continue
-				}
-				var env struct {
-					Data Event `json:"data"`
-				}
-				if err := json.Unmarshal([]byte(fmt.Sprint(m.Values["e"])), &env); err != nil {
-					w.t.Errorf("%s entry %s: not an envelope: %v", key, m.ID, err)
-					continue
-				}
-				if _, dup := out.byK[env.Data.K]; dup {
-					out.dupK++
-				}
-				out.byK[env.Data.K] = dataEntry{topic: tp, seq: seq, id: m.ID}
-			}
-			if len(page) < 5000 {
-				break
-			}
-			after = "(" + page[len(page)-1].ID
-		}
-	}
-	return out
-}
+func (w *cluWorld) readFinal() *dataLog { return readDataLog(w.t, w.ca, cluTopics) }
 
 // judgeCluster applies the pass criteria to one row. The group hands a
 // partition over to the other member when a lease is lost (at least once:

@@ -1031,21 +1031,26 @@ type dataEntry struct {
 	id    string
 }
 
-func (d *dataEnv) readFinal() *dataLog {
+func (d *dataEnv) readFinal() *dataLog { return readDataLog(d.t, d.admin, topics) }
+
+// readDataLog reads the logs of tps (their entries by publish key, their
+// rollback markers and their epochs) through rdb, a client or a cluster
+// client.
+func readDataLog(t *testing.T, rdb redis.Cmdable, tps []string) *dataLog {
 	ctx := context.Background()
 	out := &dataLog{byK: map[int64]dataEntry{}, epochs: map[string]string{}}
-	for _, tp := range topics {
-		epoch, err := d.admin.HGet(ctx, "durabus:{"+tp+"}:meta", "epoch").Result()
+	for _, tp := range tps {
+		epoch, err := rdb.HGet(ctx, "durabus:{"+tp+"}:meta", "epoch").Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			d.t.Fatalf("read the epoch of %s: %v", tp, err)
+			t.Fatalf("read the epoch of %s: %v", tp, err)
 		}
 		out.epochs[tp] = epoch
 		key := "durabus:{" + tp + "}:log"
 		after := "-"
 		for {
-			page, err := d.admin.XRangeN(ctx, key, after, "+", 5000).Result()
+			page, err := rdb.XRangeN(ctx, key, after, "+", 5000).Result()
 			if err != nil {
-				d.t.Fatalf("read %s: %v", key, err)
+				t.Fatalf("read %s: %v", key, err)
 			}
 			for _, m := range page {
 				seq, _ := strconv.ParseUint(fmt.Sprint(m.Values["seq"]), 10, 64)
@@ -1057,7 +1062,7 @@ func (d *dataEnv) readFinal() *dataLog {
 					Data Event `json:"data"`
 				}
 				if err := json.Unmarshal([]byte(fmt.Sprint(m.Values["e"])), &env); err != nil {
-					d.t.Errorf("%s entry %s: not an envelope: %v", key, m.ID, err)
+					t.Errorf("%s entry %s: not an envelope: %v", key, m.ID, err)
 					continue
 				}
 				if _, dup := out.byK[env.Data.K]; dup {

@@ -654,18 +654,7 @@ func (p *publisher) batch(ctx context.Context, pad string) {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	pos, err := p.b.PublishBatch(pctx, events)
-	var be *transport.BatchError
-	failed := map[int]bool{}
-	switch {
-	case errors.As(err, &be):
-		for _, i := range be.Failed {
-			failed[i] = true
-		}
-	case err != nil:
-		for i := range events {
-			failed[i] = true
-		}
-	}
+	failed := batchFailed(err, len(events))
 	for i := range events {
 		if failed[i] || i >= len(pos) || pos[i].Seq == 0 {
 			p.e.failed.Add(1)
@@ -784,4 +773,23 @@ func (e *env) outputBufferDisconnects() string {
 	logData, _ := os.ReadFile(e.srv.Dir() + "/redis.log")
 	n := strings.Count(string(logData), "output buffer limits")
 	return fmt.Sprintf("%s; %d \"output buffer limits\" log lines", counter, n)
+}
+
+// batchFailed returns the indexes of a batch of n events that
+// PublishBatch's err says failed: those a transport.BatchError names, all
+// for another error, none for nil.
+func batchFailed(err error, n int) map[int]bool {
+	failed := map[int]bool{}
+	var be *transport.BatchError
+	switch {
+	case errors.As(err, &be):
+		for _, i := range be.Failed {
+			failed[i] = true
+		}
+	case err != nil:
+		for i := range n {
+			failed[i] = true
+		}
+	}
+	return failed
 }
