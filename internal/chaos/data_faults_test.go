@@ -1606,9 +1606,7 @@ func judgeData(t *testing.T, s dataScenario, v dataVerdict) {
 	if v.reordered != 0 {
 		t.Errorf("%s: %d deliveries out of order", v.sub, v.reordered)
 	}
-	if v.dupInRun != 0 && s.knownGap != "" {
-		t.Logf("%s: known gap (%s): %d log entries handled twice within one process", v.sub, s.knownGap, v.dupInRun)
-	} else if v.dupInRun != 0 {
+	if v.dupInRun != 0 {
 		t.Errorf("%s: %d log entries handled twice within one process", v.sub, v.dupInRun)
 	}
 }
@@ -1828,7 +1826,8 @@ func (d *dataEnv) evictions() map[string]int {
 // reported.
 var lruScenario = dataScenario{
 	name: "maxmemory-allkeys-lru", lossy: true,
-	gap: [2]time.Duration{300 * time.Millisecond, time.Second},
+	knownGap: "allkeys-* eviction: the first events of a log that vanished with its meta hash before a subscriber read them can stay unreported (2 events for the pattern subscriber in 1 of 3 loaded make tests on 2026-12-01; docs/guarantees.md)",
+	gap:      [2]time.Duration{300 * time.Millisecond, time.Second},
 	world: func(t *testing.T) *dataEnv {
 		srv := redistest.Start(t)
 		d := newDataEnv(t, dataConn{Addr: srv.Addr()}, srv)
