@@ -3,6 +3,8 @@ package redistransport_test
 import (
 	"context"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,4 +133,97 @@ func TestTransportFindsPromotedReplica(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("published and read through the promoted replica %s %v after its promotion", promoted.Addr(), time.Since(began).Round(time.Millisecond))
+}
+
+// While a topic's slot migrates, its log and meta hash stay on the source
+// until MIGRATE moves them, and a publish with the idempotency window reads
+// an idempotency key that may already be on the target. Undeclared, that
+// read failed the script half-way ("Script attempted to access a non local
+// key": ErrUnknownOutcome); declared, Redis refuses the call whole
+// (TRYAGAIN, ASK) and the client retries or follows. Every publish made
+// across the migration must succeed, and each once in the log.
+func TestIdempotentPublishAcrossSlotMigration(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), DialTimeout: time.Second})
+	t.Cleanup(func() { _ = rdb.Close() })
+	pub := newTransport(t, rdb, redistransport.WithIdempotency(time.Minute))
+	const topic = "migrating.idem"
+	slot := redistest.KeySlot("durabus:{" + topic + "}:log")
+	from := cl.MasterOfSlot(t, slot)
+	var to *redistest.Server
+	for _, m := range cl.Masters(t) {
+		if m.Addr() != from.Addr() {
+			to = m
+			break
+		}
+	}
+
+	// Four publishers, each sending lone events and batches with ids, so
+	// that the slot holds many idempotency keys and MIGRATE takes several
+	// batches while the publishes go on.
+	stop := make(chan struct{})
+	var sent, failed atomic.Int64
+	var errMu sync.Mutex
+	var firstErr error
+	first := func() error { errMu.Lock(); defer errMu.Unlock(); return firstErr }
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				var err error
+				n := 1
+				if g%2 == 0 {
+					_, err = pub.Publish(ctx, message(topic, i))
+				} else {
+					n = 4
+					_, err = pub.PublishBatch(ctx, []transport.Message{message(topic, i), message(topic, i), message(topic, i), message(topic, i)})
+				}
+				cancel()
+				if err != nil {
+					failed.Add(int64(n))
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
+					continue
+				}
+				sent.Add(int64(n))
+			}
+		}()
+	}
+	waitSent := func(n int64) {
+		deadline := time.Now().Add(60 * time.Second)
+		for sent.Load() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d events published in 60 s (want %d); first error: %v", sent.Load(), n, first())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitSent(2000)
+	cl.MigrateSlot(t, slot, to)
+	waitSent(sent.Load() + 500) // publishes go on against the new owner
+	close(stop)
+	wg.Wait()
+
+	if f := failed.Load(); f != 0 {
+		t.Errorf("%d of %d events failed across the migration; first error: %v", f, f+sent.Load(), first())
+	}
+	n, err := rdb.XLen(context.Background(), "durabus:{"+topic+"}:log").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != sent.Load() {
+		t.Errorf("the log holds %d entries, %d events were acknowledged", n, sent.Load())
+	}
+	t.Logf("%d events published across the migration of slot %d %s -> %s", sent.Load(), slot, from.Addr(), to.Addr())
 }

@@ -64,7 +64,8 @@ end
 // other: {newEpoch, epoch, seq_1, id_1, id_2, ...}.
 //
 // KEYS[1] log, KEYS[2] meta, KEYS[3...] the idempotency keys of the
-// events with an id when the window is on (declared for Redis Cluster;
+// events with an id when the window is on and the client is a cluster
+// client (declared for Redis Cluster;
 // the script names them from ARGV[7]).
 // ARGV[1] channel, ARGV[2] PUBLISH or SPUBLISH, ARGV[3] MAXLEN (0: none),
 // ARGV[4] max age in ms (0: none), ARGV[5] epoch salt, ARGV[6] idempotency
@@ -524,10 +525,11 @@ func (t *Transport) appendPublish(ctx context.Context, p processor, msgs []trans
 // undeclared key not yet on the source fails half-way with "Script
 // attempted to access a non local key" (its outcome unknown to the
 // caller); declared, the call is refused whole with TRYAGAIN or ASK,
-// which the client retries or follows.
+// which the client retries or follows. Only a cluster checks them, so
+// elsewhere they are not sent (a key string less per event).
 func (t *Transport) publishKeys(topic string, msgs []transport.Message, idx []int) []string {
 	st := t.state(topic)
-	if t.cfg.idemWindow == 0 {
+	if t.cfg.idemWindow == 0 || t.cluster == nil {
 		return st.keys // shared: not to be changed
 	}
 	keys := make([]string, 0, len(st.keys)+len(idx))

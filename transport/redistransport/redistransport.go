@@ -105,9 +105,10 @@ var _ transport.Transport = (*Transport)(nil)
 // Transport is the Redis transport. It is safe for concurrent use. Close
 // ends its subscriptions but never closes the client passed to New.
 type Transport struct {
-	rdb redis.UniversalClient
-	cfg config
-	log *slog.Logger
+	rdb     redis.UniversalClient
+	cluster *redis.ClusterClient // rdb when it is a cluster client, else nil
+	cfg     config
+	log     *slog.Logger
 
 	topicsKey    string
 	consumerBase string
@@ -181,8 +182,10 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Transport, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	cluster, _ := rdb.(*redis.ClusterClient)
 	t := &Transport{
 		rdb:          rdb,
+		cluster:      cluster,
 		cfg:          cfg,
 		log:          log,
 		topicsKey:    cfg.namespace + ":topics",
@@ -323,24 +326,25 @@ func isNil(err error) bool { return errors.Is(err, redis.Nil) }
 
 // refreshSlots asks a cluster client to reload its slot map after a
 // command failed without a reply from Redis (a refused dial, a broken
-// connection, a timeout) or with CLUSTERDOWN. go-redis (checked against
-// v9.23.0) reloads the map only after a MOVED or ASK reply, or once it is
-// older than ClusterStateReloadInterval (60 s by default): after a master
-// is killed and its replica promoted, it goes on dialling the dead master
-// for up to a minute, and should that process come back meanwhile, it
-// reads and writes the node's old data while the node still takes itself
-// for the master (both seen in TestChaosCluster's forced failover). go-redis
-// runs the reload in the background, one at a time.
+// connection, a timeout) or with CLUSTERDOWN, or after a MOVED that
+// go-redis does not follow itself (on a Pub/Sub connection). go-redis
+// (checked against v9.23.0) reloads the map only after a MOVED or ASK reply
+// to a command, or once it is older than ClusterStateReloadInterval (60 s
+// by default): after a master is killed and its replica promoted, it goes
+// on dialling the dead master for up to a minute, and should that process
+// come back meanwhile, it reads and writes the node's old data while the
+// node still takes itself for the master (both seen in TestChaosCluster's
+// forced failover). go-redis runs the reload in the background, one at a
+// time.
 func (t *Transport) refreshSlots(err error) {
-	cc, ok := t.rdb.(*redis.ClusterClient)
-	if !ok || err == nil || isNil(err) || errors.Is(err, context.Canceled) || errors.Is(err, redis.ErrClosed) {
+	if t.cluster == nil || err == nil || isNil(err) || errors.Is(err, context.Canceled) || errors.Is(err, redis.ErrClosed) {
 		return
 	}
 	var rerr redis.Error
-	if errors.As(err, &rerr) && !strings.HasPrefix(rerr.Error(), "CLUSTERDOWN") {
-		return // the node answered for the slot (after MOVED and ASK go-redis reloads by itself)
+	if errors.As(err, &rerr) && !strings.HasPrefix(rerr.Error(), "CLUSTERDOWN") && !strings.HasPrefix(rerr.Error(), "MOVED ") {
+		return // the node answered for the slot
 	}
-	cc.ReloadState(context.Background())
+	t.cluster.ReloadState(context.Background())
 }
 
 // scriptPermError is a command refused by the ACL inside one of durabus's

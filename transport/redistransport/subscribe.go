@@ -544,9 +544,7 @@ func (r *reader) run() {
 				// for a fresh map (go-redis v9.23.0 reloads it in the
 				// background) and rebuild after the backoff.
 				s.t.log.Debug("redistransport: Pub/Sub subscribe redirected; rebuilding", "err", err)
-				if cc, ok := s.t.rdb.(*redis.ClusterClient); ok {
-					cc.ReloadState(s.rctx)
-				}
+				s.t.refreshSlots(err)
 				ps = r.rebuild(bo)
 				if ps == nil {
 					return
