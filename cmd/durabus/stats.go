@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/durabus/durabus/internal/hashslot"
 	"github.com/durabus/durabus/transport"
 )
 
@@ -325,7 +326,7 @@ func collectStats(ctx context.Context, c *conn, pattern string) (*statsReport, e
 			ts.Subscribers = subs[ch]
 		}
 		if slots != nil {
-			slot := keySlot(ch)
+			slot := hashslot.Of(ch)
 			ts.Slot = &slot
 			if m := slots.master(slot); m != nil {
 				ts.Master = m.Addr
@@ -560,7 +561,7 @@ func readSlotMap(ctx context.Context, cc *redis.ClusterClient) (*slotMap, error)
 			}
 			addr := net.JoinHostPort(host, strconv.FormatInt(n.Port, 10))
 			if len(sh.Slots) == 0 { // a master added, not yet given slots
-				m.add(addr, clusterSlots, clusterSlots-1)
+				m.add(addr, hashslot.Count, hashslot.Count-1)
 			}
 			for _, r := range sh.Slots {
 				m.add(addr, int(r.Start), int(r.End))
@@ -605,33 +606,6 @@ func (m *slotMap) masters() []masterStats {
 	}
 	sort.Slice(out, func(i, j int) bool { return m.first[out[i].Addr] < m.first[out[j].Addr] })
 	return out
-}
-
-// clusterSlots is the number of hash slots of a Redis Cluster.
-const clusterSlots = 16384
-
-// keySlot is the hash slot of a key or shard channel, as Redis Cluster
-// computes it: CRC16 (XMODEM) of the key's hash tag (the bytes between the
-// first "{" and the next "}", when not empty) or of the whole key, modulo
-// 16384.
-func keySlot(key string) int {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
-	}
-	var crc uint16
-	for k := 0; k < len(key); k++ {
-		crc ^= uint16(key[k]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return int(crc) % clusterSlots
 }
 
 func headOf(ctx context.Context, rdb redis.Cmdable, ns, topic string) (transport.Position, error) {

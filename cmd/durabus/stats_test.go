@@ -15,6 +15,7 @@ import (
 
 	"github.com/durabus/durabus/bus"
 	"github.com/durabus/durabus/envelope"
+	"github.com/durabus/durabus/internal/hashslot"
 	"github.com/durabus/durabus/internal/redistest"
 	"github.com/durabus/durabus/transport"
 	"github.com/durabus/durabus/transport/redistransport"
@@ -103,8 +104,8 @@ func TestStatsOnAClusterShowsEveryTopicWithItsMaster(t *testing.T) {
 
 	// stats computes slots itself, as CLUSTER KEYSLOT does.
 	for _, k := range []string{"", "123456789", "somekey", "foo{hash_tag}", "foo{}{bar}", "foo{{bar}}zap", "{user1000}.following", "durabus:{orders}", "durabus:{order.placed:p7}:log", "durabus:consumer:billing"} {
-		if want := int(cc.ClusterKeySlot(ctx, k).Val()); keySlot(k) != want {
-			t.Errorf("keySlot(%q) = %d, CLUSTER KEYSLOT says %d", k, keySlot(k), want)
+		if want := int(cc.ClusterKeySlot(ctx, k).Val()); hashslot.Of(k) != want {
+			t.Errorf("hashslot.Of(%q) = %d, CLUSTER KEYSLOT says %d", k, hashslot.Of(k), want)
 		}
 	}
 	// Where each topic's keys really are: the node that has its log.

@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/durabus/durabus/internal/hashslot"
 )
 
 // clusterSlots is the number of hash slots in a Redis Cluster.
-const clusterSlots = 16384
+const clusterSlots = hashslot.Count
 
 const (
 	// defaultNodeTimeout is the cluster-node-timeout unless WithNodeTimeout

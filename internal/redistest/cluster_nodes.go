@@ -7,37 +7,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/durabus/durabus/internal/hashslot"
 )
 
 // KeySlot returns the hash slot (0..16383) of key as Redis Cluster computes
-// it: CRC16 (XMODEM) modulo 16384, of only the part between the first "{"
-// and the next "}" when that part is not empty (the hash tag), so
-// "durabus:{orders}:log" and "{orders}" share a slot. It needs no server.
-func KeySlot(key string) int {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
-	}
-	return int(crc16(key) % clusterSlots)
-}
-
-// crc16 is CRC-16/XMODEM (polynomial 0x1021, initial value 0), the CRC of
-// Redis Cluster's key hashing.
-func crc16(s string) uint16 {
-	var crc uint16
-	for i := 0; i < len(s); i++ {
-		crc ^= uint16(s[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
-}
+// it (see [hashslot.Of]): "durabus:{orders}:log" and "{orders}" share a
+// slot. It needs no server.
+func KeySlot(key string) int { return hashslot.Of(key) }
 
 // clusterView is one node's CLUSTER NODES reply.
 type clusterView struct {
