@@ -22,6 +22,7 @@ import (
 type replacedLog struct {
 	*memtransport.Transport
 	vanishC bool
+	cFirst  uint64 // the seq of C's event (1 when zero): C's log lost those before it
 	mu      sync.Mutex
 	state   int // 0 pass through, 1 the next Range sees B, 2 C, 3 D
 	b, c, d transport.Page
@@ -45,7 +46,7 @@ func (r *replacedLog) switchLogs(t *testing.T) {
 	r.b.Events = append(r.b.Events, transport.Delivery{Topic: "t", Data: []byte(`{}`),
 		Position: transport.Position{Epoch: "B", Seq: uint64(len(old.Events) + 1), ID: id(last.MS+1, 0)}})
 	r.c = transport.Page{Epoch: "C", Events: []transport.Delivery{{Topic: "t", Data: []byte(`{}`),
-		Position: transport.Position{Epoch: "C", Seq: 1, ID: id(last.MS+2, 0)}}}}
+		Position: transport.Position{Epoch: "C", Seq: max(r.cFirst, 1), ID: id(last.MS+2, 0)}}}}
 	r.d = transport.Page{Epoch: "D"}
 	for i := range uint64(2) {
 		r.d.Events = append(r.d.Events, transport.Delivery{Topic: "t", Data: []byte(`{}`),
@@ -192,5 +193,67 @@ func TestLossIsReportedUpToTheLogFollowed(t *testing.T) {
 	}
 	if len(losses) != 1 || losses[0].Reason != replay.EpochChanged || losses[0].Epoch != old[0].Epoch || losses[0].From != 4 || losses[0].To != 0 || losses[0].Next != "D" {
 		t.Errorf("losses = %v, want one EpochChanged from seq 4 of %s up to D", losses, old[0].Epoch)
+	}
+}
+
+func TestPositionMovesToTheLogFollowedBeforeItsFirstEvent(t *testing.T) {
+	// A durable consumer at seq 3 finds its log replaced by C's, whose
+	// first entry holds seq 3 (seq 1 and 2 are gone). Before C's event is
+	// handled, its position is already in C's log, just before that
+	// entry, and saved: a restart, or the next lease term, goes on there
+	// (and does not judge the old log gone again and start C's wherever it
+	// starts by then, perhaps past events evicted unreported). C's seq 1..2
+	// are reported Trimmed.
+	tr := &replacedLog{Transport: newMem(t), cFirst: 3}
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var ids []string
+	var losses []*replay.LossError
+	handle := func(ctx context.Context, d replay.Delivery) error {
+		if d.Position.Epoch == "C" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		ids = append(ids, d.Position.ID)
+		return nil
+	}
+	onLoss := func(e *replay.LossError) {
+		mu.Lock()
+		defer mu.Unlock()
+		losses = append(losses, e)
+	}
+	f, err := replay.New(tr, handle, append(fast, replay.WithTopics("t"), replay.WithConsumer("c"), replay.WithOnLoss(onLoss))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, f)
+	subscribed(t, f, 1)
+	old := publish(t, tr, "t", 3)
+	waitFor(t, "3 events", func() bool { mu.Lock(); defer mu.Unlock(); return len(ids) == 3 })
+	tr.switchLogs(t)
+	first := tr.c.Events[0].Position
+	before, _ := transport.ParseStreamID(first.ID)
+	prev, _ := before.Prev()
+	want := transport.Position{Epoch: "C", Seq: 2, ID: prev.String()}
+	waitFor(t, "the position in C's log", func() bool {
+		cps, err := tr.LoadCheckpoints(context.Background(), "c")
+		return err == nil && cps["t"] == want && f.Stats().Topics[0].Cursor == want
+	})
+	close(release)
+	waitFor(t, "C's event", func() bool { mu.Lock(); defer mu.Unlock(); return len(ids) == 4 })
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(losses) != 2 || losses[0].Reason != replay.EpochChanged || losses[0].Epoch != old[0].Epoch || losses[0].From != 4 || losses[0].Next != "C" ||
+		losses[1].Reason != replay.Trimmed || losses[1].Epoch != "C" || losses[1].From != 1 || losses[1].To != 2 {
+		t.Errorf("losses = %v, want EpochChanged from seq 4 of %s up to C, then C's seq 1..2 Trimmed", losses, old[0].Epoch)
+	}
+	if ids[3] != first.ID {
+		t.Errorf("handed over %v, want C's %s last", ids, first.ID)
 	}
 }

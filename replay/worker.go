@@ -282,10 +282,15 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) cau
 					}
 					continue
 				}
+				if len(fresh.Events) == 0 {
+					// Evicted between the read's existence check and
+					// its XRANGE: no log to follow yet. The cursor
+					// stays, and the next frame or head check judges
+					// the log there then.
+					return unreadable
+				}
 				w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, Reason: EpochChanged, Next: fresh.Epoch})
-				w.cursor = transport.Position{}
-				w.atMarker = false
-				w.epochReset = true
+				w.startOver(fresh)
 				page, prepared = fresh, nil
 			}
 		}
@@ -318,6 +323,43 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) cau
 			w.f.c.repairs.Add(1)
 			return caughtUp
 		}
+	}
+}
+
+// startOver moves the cursor to just before the first entry of page, the
+// start of the log that replaced the cursor's, at once rather than with
+// that entry's handling: what the log lost before its first entry (seq 1
+// up to it) is reported as Trimmed now, and a durable consumer's
+// checkpoint notes the new position, so that a restart, or the next lease
+// term, goes on in the new log instead of judging the old one gone again
+// and reading the new one from wherever it starts by then. A first entry
+// that is a rollback marker reports its own range (marker).
+func (w *worker) startOver(page transport.Page) {
+	first := page.Events[0]
+	epoch := first.Position.Epoch
+	if epoch == "" {
+		epoch = page.Epoch
+	}
+	top := first.Position.Seq // a marker's seq is that of the event before it
+	if first.Rollback == nil {
+		top--
+	}
+	parts := []transport.Rollback{{From: 1, To: top}}
+	if rb := first.Rollback; rb != nil && rb.Epoch == epoch && rb.From <= top && rb.To >= 1 {
+		parts = []transport.Rollback{{From: 1, To: rb.From - 1}, {From: rb.To + 1, To: top}}
+	}
+	for _, p := range parts {
+		if p.From >= 1 && p.From <= p.To {
+			w.f.lost(&LossError{Topic: w.topic, Epoch: epoch, From: p.From, To: p.To, Reason: Trimmed})
+		}
+	}
+	id, _ := predID(first.Position.ID)
+	w.cursor = transport.Position{Epoch: epoch, Seq: top, ID: id}
+	w.atMarker = false
+	w.epochReset = false
+	w.show()
+	if w.f.cp != nil {
+		w.f.cp.note(w.topic, w.cursor)
 	}
 }
 
