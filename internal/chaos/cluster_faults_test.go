@@ -550,7 +550,7 @@ func (w *cluWorld) single(ctx context.Context, b *bus.Bus, i int) {
 		return
 	}
 	w.acked.Add(1)
-	w.h.acked(k, pos.Epoch, pos.Seq)
+	w.h.acked(k, pos.Epoch, pos.Seq, pos.ID)
 }
 
 func (w *cluWorld) batch(ctx context.Context, b *bus.Bus, first int) {
@@ -575,7 +575,7 @@ func (w *cluWorld) batch(ctx context.Context, b *bus.Bus, first int) {
 			continue
 		}
 		w.acked.Add(1)
-		w.h.acked(keys[j], pos[j].Epoch, pos[j].Seq)
+		w.h.acked(keys[j], pos[j].Epoch, pos[j].Seq, pos[j].ID)
 	}
 }
 

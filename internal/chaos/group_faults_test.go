@@ -249,7 +249,7 @@ func (w *world) runGroupPublisher(ctx context.Context) {
 			continue
 		}
 		e.acked.Add(1)
-		e.h.acked(k, pos.Epoch, pos.Seq)
+		e.h.acked(k, pos.Epoch, pos.Seq, pos.ID)
 	}
 }
 

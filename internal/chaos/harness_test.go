@@ -639,7 +639,7 @@ func (p *publisher) single(ctx context.Context, topic, pad string) {
 		return
 	}
 	p.e.acked.Add(1)
-	p.e.h.acked(k, pos.Epoch, pos.Seq)
+	p.e.h.acked(k, pos.Epoch, pos.Seq, pos.ID)
 }
 
 func (p *publisher) batch(ctx context.Context, pad string) {
@@ -661,7 +661,7 @@ func (p *publisher) batch(ctx context.Context, pad string) {
 			continue
 		}
 		p.e.acked.Add(1)
-		p.e.h.acked(keys[i], pos[i].Epoch, pos[i].Seq)
+		p.e.h.acked(keys[i], pos[i].Epoch, pos[i].Seq, pos[i].ID)
 	}
 }
 

@@ -15,7 +15,8 @@ type pubRecord struct {
 	topic string
 	epoch string
 	seq   uint64
-	ok    bool // acknowledged (Publish/PublishBatch returned its position)
+	id    string // its stream id, when acknowledged
+	ok    bool   // acknowledged (Publish/PublishBatch returned its position)
 }
 
 // delivery is one handler call of a subscriber.
@@ -52,10 +53,10 @@ func (h *history) attempt(k int64, topic string) {
 	h.mu.Unlock()
 }
 
-func (h *history) acked(k int64, epoch string, seq uint64) {
+func (h *history) acked(k int64, epoch string, seq uint64, id string) {
 	h.mu.Lock()
 	p := h.pubs[k]
-	p.ok, p.epoch, p.seq = true, epoch, seq
+	p.ok, p.epoch, p.seq, p.id = true, epoch, seq, id
 	h.mu.Unlock()
 }
 
