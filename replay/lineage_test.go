@@ -3,6 +3,7 @@ package replay_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -119,26 +120,8 @@ func (r *replacedLog) LogEpochs(context.Context, string) ([]string, bool, error)
 // the log that is there at the end. It returns the ids handed over, the
 // losses, and the old log's positions.
 func followReplaced(t *testing.T, tr *replacedLog) (ids []string, losses []*replay.LossError, old []transport.Position) {
-	var mu sync.Mutex
-	handle := func(_ context.Context, d replay.Delivery) error {
-		mu.Lock()
-		defer mu.Unlock()
-		ids = append(ids, d.Position.ID)
-		return nil
-	}
-	onLoss := func(e *replay.LossError) {
-		mu.Lock()
-		defer mu.Unlock()
-		losses = append(losses, e)
-	}
-	f, err := replay.New(tr, handle, append(fast, replay.WithTopics("t"), replay.WithOnLoss(onLoss))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := run(t, f)
-	subscribed(t, f, 1)
-	old = publish(t, tr, "t", 3)
-	waitFor(t, "3 events", func() bool { mu.Lock(); defer mu.Unlock(); return len(ids) == 3 })
+	r := &handled{}
+	_, stop, old := r.follow(t, tr, nil, replay.WithTopics("t"))
 	tr.switchLogs(t)
 	end := tr.c
 	if tr.vanishC {
@@ -146,11 +129,11 @@ func followReplaced(t *testing.T, tr *replacedLog) (ids []string, losses []*repl
 	}
 	last := end.Events[len(end.Events)-1].Position.ID
 	waitFor(t, "the last event", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
+		ids, _ := r.get()
 		return len(ids) > 0 && ids[len(ids)-1] == last
 	})
 	stop()
+	ids, losses = r.get()
 	seen := map[string]bool{}
 	for _, id := range ids {
 		if seen[id] {
@@ -159,6 +142,51 @@ func followReplaced(t *testing.T, tr *replacedLog) (ids []string, losses []*repl
 		seen[id] = true
 	}
 	return ids, losses, old
+}
+
+// handled records what a follower hands over and reports.
+type handled struct {
+	mu     sync.Mutex
+	ids    []string
+	losses []*replay.LossError
+}
+
+func (r *handled) get() ([]string, []*replay.LossError) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ids), slices.Clone(r.losses)
+}
+
+// follow runs a follower on tr that records into r (calling wait first,
+// when set, for each event), publishes 3 events and waits until they are
+// handled. It returns the follower, its stop function and the events'
+// positions.
+func (r *handled) follow(t *testing.T, tr *replacedLog, wait func(context.Context, replay.Delivery) error, opts ...replay.Option) (*replay.Follower, func(), []transport.Position) {
+	handle := func(ctx context.Context, d replay.Delivery) error {
+		if wait != nil {
+			if err := wait(ctx, d); err != nil {
+				return err
+			}
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.ids = append(r.ids, d.Position.ID)
+		return nil
+	}
+	onLoss := func(e *replay.LossError) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.losses = append(r.losses, e)
+	}
+	f, err := replay.New(tr, handle, slices.Concat(fast, opts, []replay.Option{replay.WithOnLoss(onLoss)})...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, f)
+	subscribed(t, f, 1)
+	old := publish(t, tr, "t", 3)
+	waitFor(t, "3 events", func() bool { ids, _ := r.get(); return len(ids) == 3 })
+	return f, stop, old
 }
 
 func TestLogReplacedWhileJudgedIsNotHandedOverAgain(t *testing.T) {
@@ -206,10 +234,8 @@ func TestPositionMovesToTheLogFollowedBeforeItsFirstEvent(t *testing.T) {
 	// are reported Trimmed.
 	tr := &replacedLog{Transport: newMem(t), cFirst: 3}
 	release := make(chan struct{})
-	var mu sync.Mutex
-	var ids []string
-	var losses []*replay.LossError
-	handle := func(ctx context.Context, d replay.Delivery) error {
+	r := &handled{}
+	wait := func(ctx context.Context, d replay.Delivery) error {
 		if d.Position.Epoch == "C" {
 			select {
 			case <-release:
@@ -217,24 +243,9 @@ func TestPositionMovesToTheLogFollowedBeforeItsFirstEvent(t *testing.T) {
 				return ctx.Err()
 			}
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		ids = append(ids, d.Position.ID)
 		return nil
 	}
-	onLoss := func(e *replay.LossError) {
-		mu.Lock()
-		defer mu.Unlock()
-		losses = append(losses, e)
-	}
-	f, err := replay.New(tr, handle, append(fast, replay.WithTopics("t"), replay.WithConsumer("c"), replay.WithOnLoss(onLoss))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := run(t, f)
-	subscribed(t, f, 1)
-	old := publish(t, tr, "t", 3)
-	waitFor(t, "3 events", func() bool { mu.Lock(); defer mu.Unlock(); return len(ids) == 3 })
+	f, stop, old := r.follow(t, tr, wait, replay.WithTopics("t"), replay.WithConsumer("c"))
 	tr.switchLogs(t)
 	first := tr.c.Events[0].Position
 	before, _ := transport.ParseStreamID(first.ID)
@@ -245,10 +256,9 @@ func TestPositionMovesToTheLogFollowedBeforeItsFirstEvent(t *testing.T) {
 		return err == nil && cps["t"] == want && f.Stats().Topics[0].Cursor == want
 	})
 	close(release)
-	waitFor(t, "C's event", func() bool { mu.Lock(); defer mu.Unlock(); return len(ids) == 4 })
+	waitFor(t, "C's event", func() bool { ids, _ := r.get(); return len(ids) == 4 })
 	stop()
-	mu.Lock()
-	defer mu.Unlock()
+	ids, losses := r.get()
 	if len(losses) != 2 || losses[0].Reason != replay.EpochChanged || losses[0].Epoch != old[0].Epoch || losses[0].From != 4 || losses[0].Next != "C" ||
 		losses[1].Reason != replay.Trimmed || losses[1].Epoch != "C" || losses[1].From != 1 || losses[1].To != 2 {
 		t.Errorf("losses = %v, want EpochChanged from seq 4 of %s up to C, then C's seq 1..2 Trimmed", losses, old[0].Epoch)
