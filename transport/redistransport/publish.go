@@ -436,6 +436,27 @@ func policyOf(rdb redis.UniversalClient) retryPolicy {
 	return retryPolicy{3, 10 * time.Millisecond, time.Second} // go-redis's defaults
 }
 
+// refusalPatience is how long a publish goes on sending again a call that
+// Redis refused for a passing state, past the client's retry count. A slot
+// migration answers TRYAGAIN to a multi-key script (the publish scripts
+// declare the log, its meta hash and, on a cluster, the idempotency keys)
+// for as long as those keys are split between the two nodes, which lasts
+// as long as moving the slot's keys: under load, longer than go-redis's
+// three redirections with their backoff. A failover answers CLUSTERDOWN,
+// READONLY or MASTERDOWN until it completes. The caller's ctx bounds the
+// wait as well; a client with retries turned off (MaxRetries or
+// MaxRedirects -1) gets none.
+const refusalPatience = 10 * time.Second
+
+// again reports whether a call first refused at since, last with err, may
+// be sent for the (n+1)th time: within the client's retry count, or, when
+// the client retries at all and Redis itself answered (a server that is
+// down gets the retry count alone), within refusalPatience.
+func (p retryPolicy) again(n int, since time.Time, err error) bool {
+	var rerr redis.Error
+	return n < p.max || p.max > 0 && errors.As(err, &rerr) && time.Since(since) < refusalPatience
+}
+
 // backoff returns the pause before retry n (from 0): exponential with
 // jitter, as go-redis does.
 func (p retryPolicy) backoff(n int) time.Duration {
@@ -684,6 +705,7 @@ func (t *Transport) publishLean(ctx context.Context, msg transport.Message) (tra
 	sent := st.acks.snapshot()
 	eval := false
 	var res any
+	var refusedAt time.Time
 	for retries := 0; ; {
 		var err error
 		res, err = evalOnce(ctx, t.rdb, eval, singleSHA, singleScript, st.keys, args).Result()
@@ -695,7 +717,10 @@ func (t *Transport) publishLean(ctx context.Context, msg transport.Message) (tra
 			continue
 		}
 		t.refreshSlots(err)
-		if p := t.policy(); retryable(err) && retries < p.max && sleep(ctx, p.backoff(retries)) {
+		if refusedAt.IsZero() {
+			refusedAt = time.Now()
+		}
+		if p := t.policy(); retryable(err) && p.again(retries, refusedAt, err) && sleep(ctx, p.backoff(retries)) {
 			retries++
 			continue
 		}
@@ -932,14 +957,15 @@ func (t *Transport) publish(ctx context.Context, msgs []transport.Message, group
 // resend sends again, in rounds, the calls that did not run and may run on
 // a second try: refused with NOSCRIPT (sent again at once as EVAL, which
 // loads the script), or refused for a passing cause (retryable; after the
-// client's backoff, at most its MaxRetries times). A call is sent again
+// client's backoff, as often as retryPolicy.again allows). A call is sent again
 // only when no later call of its topic got a reply, so the calls of a
 // topic stay in order.
 func (t *Transport) resend(ctx context.Context, msgs []transport.Message, calls []*call) {
-	retries := 0
+	retries, refusedAt := 0, time.Now()
 	for {
 		var again []*call
 		noScript, wait := false, false
+		var lastErr error          // a retryable refusal, a reply if any is one
 		later := map[string]bool{} // topics with a later call that stays as it is
 		for i := len(calls) - 1; i >= 0; i-- {
 			c := calls[i]
@@ -952,6 +978,10 @@ func (t *Transport) resend(ctx context.Context, msgs []transport.Message, calls 
 				c.eval, noScript = true, true
 			case retryable(err):
 				wait = true
+				var rerr redis.Error
+				if lastErr == nil || errors.As(err, &rerr) {
+					lastErr = err
+				}
 			default:
 				later[c.topic] = true
 				continue
@@ -963,7 +993,7 @@ func (t *Transport) resend(ctx context.Context, msgs []transport.Message, calls 
 		}
 		if wait {
 			p := t.policy()
-			if retries >= p.max || !sleep(ctx, p.backoff(retries)) {
+			if !p.again(retries, refusedAt, lastErr) || !sleep(ctx, p.backoff(retries)) {
 				return
 			}
 			retries++
