@@ -28,10 +28,17 @@ import (
 // without XGROUP leaves a log without one, which followers treat as
 // unknown).
 //
-// mklog(epoch, fields...) makes the log with its record and appends the
-// entry; a script calls it when its XADD NOMKSTREAM found no log.
-// xadd(epoch, maxlen, fields...) is that pair in one call (maxlen is a
-// number, 0 for none). The scripts' hot paths (singleScript, and every
+// mklog(epoch, goesOn, fields...) makes the log with its record and
+// appends the entry; a script calls it when its XADD NOMKSTREAM found no
+// log. goesOn says that the epoch was there before (the log was lost, its
+// meta hash kept): the seqs go on, and so must the stream ids, which a
+// follower's cursor in the lost log reads after. A new stream's auto ids
+// restart from Redis's clock, and the lost log's last entry may hold this
+// very millisecond; so the first entry takes the next millisecond's first
+// id (later auto ids follow it). A lost log whose ids ran ahead of the
+// clock (a clock stepped back) is not covered.
+// xadd(epoch, goesOn, maxlen, fields...) is that pair in one call (maxlen
+// is a number, 0 for none). The scripts' hot paths (singleScript, and every
 // XADD of publishScript after its first) call XADD inline instead: a Lua
 // call with varargs costs Redis about a tenth of a one-event publish.
 //
@@ -39,12 +46,17 @@ import (
 // (publishScript). The record is bounded: past 1024 epochs, a new one drops
 // it (durabus:lineage) instead, and followers treat the log as unknown.
 const xaddLua = `
-local function mklog(epoch, ...)
+local function mklog(epoch, goesOn, ...)
   redis.pcall('XGROUP', 'CREATE', KEYS[1], 'durabus:lineage', '$', 'MKSTREAM')
   redis.pcall('XGROUP', 'CREATE', KEYS[1], 'durabus:epoch:' .. epoch, '$')
-  return redis.call('XADD', KEYS[1], '*', ...)
+  local id = '*'
+  if goesOn then
+    local t = redis.call('TIME')
+    id = string.format('%d-0', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + 1)
+  end
+  return redis.call('XADD', KEYS[1], id, ...)
 end
-local function xadd(epoch, maxlen, ...)
+local function xadd(epoch, goesOn, maxlen, ...)
   local sid
   if maxlen > 0 then
     sid = redis.call('XADD', KEYS[1], 'NOMKSTREAM', 'MAXLEN', '~', maxlen, '*', ...)
@@ -52,7 +64,7 @@ local function xadd(epoch, maxlen, ...)
     sid = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', ...)
   end
   if sid then return sid end
-  return mklog(epoch, ...)
+  return mklog(epoch, goesOn, ...)
 end
 `
 
@@ -127,7 +139,7 @@ for i = 9, #ARGV, stride do
     local sid
     local last = maxlen > 0 and i + stride > #ARGV
     if not wrote then
-      sid = xadd(epoch, last and maxlen or 0, 'seq', seq, 'e', env)
+      sid = xadd(epoch, created == 0, last and maxlen or 0, 'seq', seq, 'e', env)
     elseif last then
       sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'seq', seq, 'e', env)
     else
@@ -219,7 +231,7 @@ if ARGV[3] ~= '0' then
 else
   sid = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'seq', seq, 'e', env)
 end
-if not sid then sid = mklog(epoch, 'seq', seq, 'e', env) end
+if not sid then sid = mklog(epoch, true, 'seq', seq, 'e', env) end
 redis.call('HSET', KEYS[2], 'seq', seq)
 redis.call(ARGV[2], ARGV[1], 'v1 ' .. epoch .. ' ' .. seq .. ' 1\n' .. sid .. ' ' .. #env .. '\n' .. env)
 return {epoch, seq, sid}
@@ -263,7 +275,7 @@ for _, entry in ipairs(later) do
   end
 end
 local rb = ARGV[1] .. ' ' .. string.format('%d', from) .. ' ' .. ARGV[3]
-local id = xadd(ARGV[1], tonumber(ARGV[5]), 'seq', meta[2] or '0', 'rb', rb)
+local id = xadd(ARGV[1], true, tonumber(ARGV[5]), 'seq', meta[2] or '0', 'rb', rb)
 redis.call(ARGV[7], ARGV[6], 'rb1 ' .. ARGV[1] .. ' ' .. (meta[2] or '0') .. ' ' .. id .. ' ' .. string.format('%d', from) .. ' ' .. ARGV[3])
 return {id, from}
 `
