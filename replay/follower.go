@@ -329,8 +329,12 @@ func (f *Follower) reset() {
 // keptAhead reports whether the cursor pos this process reached on topic
 // in an earlier term is ahead of the saved checkpoint: there is none, or
 // it is behind in the same epoch, or it is in an epoch that is no longer
-// the topic's while pos's is (a save lost with its epoch change). Going on
-// from pos keeps this process from handing an entry over twice.
+// the topic's while pos's is (a save lost with its epoch change), or the
+// topic's log went on under a newer epoch that the checkpoint does not
+// name either, and still holds pos's entry (its meta hash was remade since
+// pos was reached). Going on from pos keeps this process from handing an
+// entry over twice: from an older checkpoint, the log's entries up to pos
+// would be read again under the newer epoch, as a new log.
 func (f *Follower) keptAhead(ctx context.Context, topic string, pos transport.Position, saved map[string]transport.Position) bool {
 	cp, ok := saved[topic]
 	switch {
@@ -340,7 +344,22 @@ func (f *Follower) keptAhead(ctx context.Context, topic string, pos transport.Po
 		return cp.Seq < pos.Seq
 	}
 	head, err := f.tr.Head(ctx, topic)
-	return err == nil && head.Epoch == pos.Epoch
+	switch {
+	case err != nil:
+		return false
+	case head.Epoch == pos.Epoch:
+		return true
+	case cp.Epoch == head.Epoch:
+		// Saved in the current epoch, which this process never reached:
+		// written by another owner, ahead of pos.
+		return false
+	}
+	before, ok := predID(pos.ID)
+	if !ok || pos.Seq == 0 {
+		return false
+	}
+	page, err := f.tr.Range(ctx, topic, transport.Position{Epoch: head.Epoch, ID: before}, 1)
+	return err == nil && len(page.Events) > 0 && page.Events[0].Position.ID == pos.ID && page.Events[0].Position.Seq == pos.Seq
 }
 
 // checkVanished reports the topics that the consumer's record says had a

@@ -289,6 +289,13 @@ func (w *worker) catchUp(ctx, hctx context.Context, live transport.Position) cau
 					// the log there then.
 					return unreadable
 				}
+				if fresh.Epoch == w.cursor.Epoch {
+					// The topic is in the cursor's epoch again: the
+					// page judged was not of the topic as it is now
+					// (read ahead before the cursor reached its epoch).
+					// Nothing was reset: read on from the cursor.
+					continue
+				}
 				w.f.lost(&LossError{Topic: w.topic, Epoch: w.cursor.Epoch, From: w.cursor.Seq + 1, Reason: EpochChanged, Next: fresh.Epoch})
 				w.startOver(fresh)
 				page, prepared = fresh, nil
