@@ -358,7 +358,7 @@ func (f *Follower) keptAhead(ctx context.Context, topic string, pos transport.Po
 	if !ok || pos.Seq == 0 {
 		return false
 	}
-	page, err := f.tr.Range(ctx, topic, transport.Position{Epoch: head.Epoch, ID: before}, 1)
+	page, err := f.tr.Range(ctx, topic, transport.Position{Epoch: head.Epoch, Seq: pos.Seq - 1, ID: before}, 1)
 	return err == nil && len(page.Events) > 0 && page.Events[0].Position.ID == pos.ID && page.Events[0].Position.Seq == pos.Seq
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/durabus/durabus/replay"
 	"github.com/durabus/durabus/transport"
@@ -151,6 +152,19 @@ type handled struct {
 	losses []*replay.LossError
 }
 
+func (r *handled) handle(_ context.Context, d replay.Delivery) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ids = append(r.ids, d.Position.ID)
+	return nil
+}
+
+func (r *handled) lost(e *replay.LossError) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.losses = append(r.losses, e)
+}
+
 func (r *handled) get() ([]string, []*replay.LossError) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -168,17 +182,9 @@ func (r *handled) follow(t *testing.T, tr *replacedLog, wait func(context.Contex
 				return err
 			}
 		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.ids = append(r.ids, d.Position.ID)
-		return nil
+		return r.handle(ctx, d)
 	}
-	onLoss := func(e *replay.LossError) {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.losses = append(r.losses, e)
-	}
-	f, err := replay.New(tr, handle, slices.Concat(fast, opts, []replay.Option{replay.WithOnLoss(onLoss)})...)
+	f, err := replay.New(tr, handle, slices.Concat(fast, opts, []replay.Option{replay.WithOnLoss(r.lost)})...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,5 +271,135 @@ func TestPositionMovesToTheLogFollowedBeforeItsFirstEvent(t *testing.T) {
 	}
 	if ids[3] != first.ID {
 		t.Errorf("handed over %v, want C's %s last", ids, first.ID)
+	}
+}
+
+// churnedLog is a memtransport whose topic "t" reads, from one moment on,
+// as the same log under a new epoch P (its meta hash remade over it), and
+// whose checkpoint saves can be held back (a save lagging behind the
+// cursor) and lease renewal failed once (the lease lost): the log is
+// relabelled as the lease is lost, so that the term ends before its
+// worker can see the new epoch.
+type churnedLog struct {
+	*memtransport.Transport
+	mu       sync.Mutex
+	real     string // the epoch relabelled as P
+	relabel  bool
+	noSaves  bool
+	fence    bool
+	renewals int
+}
+
+func (c *churnedLog) label(p transport.Position) transport.Position {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.relabel && p.Epoch == c.real {
+		p.Epoch = "P"
+	}
+	return p
+}
+
+func (c *churnedLog) Head(ctx context.Context, topic string) (transport.Position, error) {
+	p, err := c.Transport.Head(ctx, topic)
+	return c.label(p), err
+}
+
+func (c *churnedLog) Range(ctx context.Context, topic string, after transport.Position, limit int) (transport.Page, error) {
+	c.mu.Lock()
+	if c.relabel && after.Epoch == "P" {
+		after.Epoch = c.real
+	}
+	c.mu.Unlock()
+	var page transport.Page
+	var err error
+	if after.ID == "" {
+		page, err = c.Transport.Range(ctx, topic, after, limit)
+	} else {
+		// After a stream id, as Redis reads (memtransport reads by seq).
+		var all transport.Page
+		all, err = c.Transport.Range(ctx, topic, transport.Position{}, 1<<20)
+		page.Epoch = all.Epoch
+		for _, d := range all.Events {
+			if transport.IDAfter(d.Position.ID, after.ID) && len(page.Events) < limit {
+				page.Events = append(page.Events, d)
+			}
+		}
+	}
+	page.Epoch = c.label(transport.Position{Epoch: page.Epoch}).Epoch
+	for i := range page.Events {
+		page.Events[i].Position = c.label(page.Events[i].Position)
+	}
+	return page, err
+}
+
+func (c *churnedLog) SaveClaimed(ctx context.Context, cl transport.Claim, cps map[string]transport.Position) error {
+	c.mu.Lock()
+	held := c.noSaves
+	c.mu.Unlock()
+	if held {
+		return nil
+	}
+	return c.Transport.SaveClaimed(ctx, cl, cps)
+}
+
+func (c *churnedLog) RenewConsumer(ctx context.Context, cl transport.Claim, ttl time.Duration) error {
+	c.mu.Lock()
+	c.renewals++
+	fence := c.fence
+	if fence {
+		c.fence, c.relabel = false, true
+	}
+	c.mu.Unlock()
+	if fence {
+		return transport.ErrFenced
+	}
+	return c.Transport.RenewConsumer(ctx, cl, ttl)
+}
+
+func TestNextLeaseTermGoesOnInTheLogUnderItsNewEpoch(t *testing.T) {
+	// A durable consumer's checkpoint names an old epoch Q: it handled
+	// seq 1..3 of the log of epoch E that replaced Q's, and its saves lag.
+	// Then its lease is lost, and at that moment E's log goes on under a
+	// new epoch P. The next term must go on after seq 3, in P: read from
+	// the checkpoint, E's entries would come again under P as a new log,
+	// handed over twice in this process.
+	tr := &churnedLog{Transport: newMem(t)}
+	publish(t, tr, "t", 2) // epoch Q
+	r := &handled{}
+	f, err := replay.New(tr, r.handle, slices.Concat(fast, []replay.Option{replay.WithTopics("t"), replay.WithConsumer("c"),
+		replay.WithStart(replay.Beginning()), replay.WithLease(300 * time.Millisecond), replay.WithOnLoss(r.lost)})...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, f)
+	defer stop()
+	waitFor(t, "Q's 2 events, checkpointed", func() bool {
+		cps, err := tr.LoadCheckpoints(context.Background(), "c")
+		ids, _ := r.get()
+		return err == nil && len(ids) == 2 && cps["t"].Seq == 2
+	})
+	tr.mu.Lock()
+	tr.noSaves = true
+	tr.mu.Unlock()
+	tr.DeleteTopic("t")
+	e := publish(t, tr, "t", 3) // epoch E
+	waitFor(t, "E's 3 events", func() bool { return f.Stats().Topics[0].Cursor == e[2] })
+	tr.mu.Lock()
+	tr.real, tr.fence, tr.noSaves = e[2].Epoch, true, false
+	renewed := tr.renewals
+	tr.mu.Unlock()
+	// The next term reads the log at its start; by its second renewal
+	// its catch-up is long done.
+	waitFor(t, "the next term's second renewal", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return !tr.fence && tr.renewals > renewed+3
+	})
+	ids, losses := r.get()
+	if len(ids) != 5 {
+		t.Errorf("handed over %v, want Q's 2 and E's 3 once each", ids)
+	}
+	if len(losses) != 1 || losses[0].Reason != replay.EpochChanged || losses[0].Next != e[0].Epoch {
+		t.Errorf("losses = %v, want one EpochChanged from Q to E", losses)
 	}
 }
