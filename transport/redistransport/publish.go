@@ -460,13 +460,18 @@ func policyOf(rdb redis.UniversalClient) retryPolicy {
 // MaxRedirects -1) gets none.
 const refusalPatience = 10 * time.Second
 
-// again reports whether a call first refused at since, last with err, may
-// be sent for the (n+1)th time: within the client's retry count, or, when
-// the client retries at all and Redis itself answered (a server that is
-// down gets the retry count alone), within refusalPatience.
-func (p retryPolicy) again(n int, since time.Time, err error) bool {
+// again reports whether a call first refused at since may be sent for the
+// (n+1)th time: within the client's retry count, or, when the client
+// retries at all and Redis itself answered (replied: a server that is down
+// gets the retry count alone), within refusalPatience.
+func (p retryPolicy) again(n int, since time.Time, replied bool) bool {
+	return n < p.max || p.max > 0 && replied && time.Since(since) < refusalPatience
+}
+
+// isReply reports whether err is an error reply from Redis.
+func isReply(err error) bool {
 	var rerr redis.Error
-	return n < p.max || p.max > 0 && errors.As(err, &rerr) && time.Since(since) < refusalPatience
+	return errors.As(err, &rerr)
 }
 
 // backoff returns the pause before retry n (from 0): exponential with
@@ -732,7 +737,7 @@ func (t *Transport) publishLean(ctx context.Context, msg transport.Message) (tra
 		if refusedAt.IsZero() {
 			refusedAt = time.Now()
 		}
-		if p := t.policy(); retryable(err) && p.again(retries, refusedAt, err) && sleep(ctx, p.backoff(retries)) {
+		if p := t.policy(); retryable(err) && p.again(retries, refusedAt, isReply(err)) && sleep(ctx, p.backoff(retries)) {
 			retries++
 			continue
 		}
@@ -976,8 +981,7 @@ func (t *Transport) resend(ctx context.Context, msgs []transport.Message, calls 
 	retries, refusedAt := 0, time.Now()
 	for {
 		var again []*call
-		noScript, wait := false, false
-		var lastErr error          // a retryable refusal, a reply if any is one
+		noScript, wait, replied := false, false, false
 		later := map[string]bool{} // topics with a later call that stays as it is
 		for i := len(calls) - 1; i >= 0; i-- {
 			c := calls[i]
@@ -990,10 +994,7 @@ func (t *Transport) resend(ctx context.Context, msgs []transport.Message, calls 
 				c.eval, noScript = true, true
 			case retryable(err):
 				wait = true
-				var rerr redis.Error
-				if lastErr == nil || errors.As(err, &rerr) {
-					lastErr = err
-				}
+				replied = replied || isReply(err)
 			default:
 				later[c.topic] = true
 				continue
@@ -1005,7 +1006,7 @@ func (t *Transport) resend(ctx context.Context, msgs []transport.Message, calls 
 		}
 		if wait {
 			p := t.policy()
-			if !p.again(retries, refusedAt, lastErr) || !sleep(ctx, p.backoff(retries)) {
+			if !p.again(retries, refusedAt, replied) || !sleep(ctx, p.backoff(retries)) {
 				return
 			}
 			retries++
