@@ -249,7 +249,7 @@ type runReport struct {
 	duration  time.Duration
 	published int // acknowledged
 	failed    int // calls that returned an error
-	written   int // of the failed, found in the log all the same
+	written   int // of the failed, found in the log all the same (data faults: or handled)
 	logDups   int // keys written twice to the log
 	faults    int
 	rows      []verdict
