@@ -1203,21 +1203,7 @@ func (d *dataEnv) facts(final *dataLog) *dataFacts {
 		}
 		held[root][seq] = k
 	}
-	for k, p := range f.pubs {
-		if p.ok {
-			hold(p.topic, p.epoch, p.seq, k)
-		}
-	}
-	for _, dels := range f.dels {
-		for _, dl := range dels {
-			hold(dl.topic, dl.epoch, dl.seq, dl.k)
-		}
-	}
-	for k, le := range final.byK {
-		if epoch := final.epochs[le.topic]; epoch != "" {
-			hold(le.topic, epoch, le.seq, k)
-		}
-	}
+	f.eachKnown(hold)
 	// join joins the lineages of two epochs unless they hold other events
 	// at one seq.
 	join := func(a, b string) bool {
@@ -1317,21 +1303,7 @@ func (d *dataEnv) facts(final *dataLog) *dataFacts {
 			st.gone = true
 		}
 	}
-	for k, p := range f.pubs {
-		if p.ok {
-			mark(p.topic, p.epoch, p.seq, k)
-		}
-	}
-	for _, dels := range f.dels {
-		for _, dl := range dels {
-			mark(dl.topic, dl.epoch, dl.seq, dl.k)
-		}
-	}
-	for k, le := range final.byK {
-		if epoch := final.epochs[le.topic]; epoch != "" {
-			mark(le.topic, epoch, le.seq, k)
-		}
-	}
+	f.eachKnown(mark)
 
 	// Where each open-ended report that names the next epoch ends: before
 	// the first event its subscriber handled on the topic after it (in the
@@ -1357,6 +1329,27 @@ func (d *dataEnv) facts(final *dataLog) *dataFacts {
 		}
 	}
 	return f
+}
+
+// eachKnown calls fn for every event known at a seq of an epoch: each
+// acknowledged one, each handled one (under the epoch it was handed over
+// in), and each in the final log (under the topic's epoch then).
+func (f *dataFacts) eachKnown(fn func(topic, epoch string, seq uint64, k int64)) {
+	for k, p := range f.pubs {
+		if p.ok {
+			fn(p.topic, p.epoch, p.seq, k)
+		}
+	}
+	for _, dels := range f.dels {
+		for _, dl := range dels {
+			fn(dl.topic, dl.epoch, dl.seq, dl.k)
+		}
+	}
+	for k, le := range f.log.byK {
+		if epoch := f.log.epochs[le.topic]; epoch != "" {
+			fn(le.topic, epoch, le.seq, k)
+		}
+	}
 }
 
 // sameEntry reports whether two stream ids, either unknown (empty), may
@@ -1907,7 +1900,7 @@ func (d *dataEnv) evictions() map[string]int {
 // reported.
 var lruScenario = dataScenario{
 	name: "maxmemory-allkeys-lru", lossy: true,
-	gap:      [2]time.Duration{300 * time.Millisecond, time.Second},
+	gap: [2]time.Duration{300 * time.Millisecond, time.Second},
 	world: func(t *testing.T) *dataEnv {
 		srv := redistest.Start(t)
 		d := newDataEnv(t, dataConn{Addr: srv.Addr()}, srv)
