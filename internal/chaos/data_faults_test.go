@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -1196,14 +1197,15 @@ func (d *dataEnv) facts(final *dataLog) *dataFacts {
 	// epochs holding other events at one seq are two logs, whatever their
 	// seqs suggest (see below).
 	held := map[string]map[uint64]int64{}
-	hold := func(topic, epoch string, seq uint64, k int64) {
-		root := f.lineage(topic, epoch)
-		if held[root] == nil {
-			held[root] = map[uint64]int64{}
-		}
-		held[root][seq] = k
+	if d.resets {
+		f.eachKnown(func(topic, epoch string, seq uint64, k int64) {
+			root := f.lineage(topic, epoch)
+			if held[root] == nil {
+				held[root] = map[uint64]int64{}
+			}
+			held[root][seq] = k
+		})
 	}
-	f.eachKnown(hold)
 	// join joins the lineages of two epochs unless they hold other events
 	// at one seq.
 	join := func(a, b string) bool {
@@ -1211,22 +1213,17 @@ func (d *dataEnv) facts(final *dataLog) *dataFacts {
 		if ra == rb {
 			return true
 		}
-		ha, hb := held[ra], held[rb]
-		if len(hb) > len(ha) {
-			ha, hb = hb, ha
-		}
-		for seq, k := range hb {
-			if o, ok := ha[seq]; ok && o != k {
+		for seq, k := range held[rb] {
+			if o, ok := held[ra][seq]; ok && o != k {
 				return false
 			}
 		}
-		f.union(a, b)
-		for seq, k := range hb {
-			ha[seq] = k
+		f.union(a, b) // ra stays the root
+		if held[ra] == nil {
+			held[ra] = map[uint64]int64{}
 		}
-		delete(held, ra)
+		maps.Copy(held[ra], held[rb])
 		delete(held, rb)
-		held[f.find(a)] = ha
 		return true
 	}
 	byTopic := map[string][]*epochStat{}
@@ -1250,10 +1247,9 @@ func (d *dataEnv) facts(final *dataLog) *dataFacts {
 		var high uint64
 		for i, s := range list {
 			s.order = int64(i)
-			if prev != nil && (!d.resets || s.minSeq > high && join(prev.topic+"/"+prev.epoch, s.topic+"/"+s.epoch)) {
-				if !d.resets {
-					f.union(prev.topic+"/"+prev.epoch, s.topic+"/"+s.epoch)
-				}
+			// Without resets every epoch of a topic is one lineage (joined
+			// below); with them, the seq rule.
+			if prev != nil && d.resets && s.minSeq > high && join(prev.topic+"/"+prev.epoch, s.topic+"/"+s.epoch) {
 				high = max(high, s.maxSeq)
 			} else {
 				high = s.maxSeq
